@@ -1,0 +1,2 @@
+"""llmlens.collector: spans into rows.
+"""

@@ -1,0 +1,153 @@
+"""Spans in, rows committed: normalize, price, count each provider request once, write.
+
+:class:`Ingestor` is the shared back half of both doors (the embedded exporter and the
+OTLP receiver). One call to :meth:`Ingestor.ingest` is one transaction: either the whole
+batch is committed or nothing is, so a caller that sees an exception may send it again,
+and duplicates are no-ops in the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sqlalchemy import select, tuple_
+
+from llmlens import semconv as sc
+from llmlens.collector.normalize import Redactor, normalize
+from llmlens.collector.pricing import Pricer, row_cost
+from llmlens.collector.record import SpanRecord
+from llmlens.collector.schema import llm_spans
+from llmlens.collector.store import Store
+
+
+@dataclass
+class IngestResult:
+    """What happened to one batch of spans."""
+
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    not_llm: int = 0  # spans that are not provider requests (workflow, HTTP, DB spans…)
+    aggregates: int = 0  # framework spans whose usage a child LLM span already reports
+    unpriced: int = 0  # rows with no known price: cost_usd is NULL
+
+    def __iadd__(self, other: IngestResult) -> IngestResult:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+
+def _has_usage(row: dict[str, Any]) -> bool:
+    return row["input_tokens"] is not None or row["output_tokens"] is not None
+
+
+def _is_llmlens(row: dict[str, Any]) -> bool:
+    return row["attributes"].get(sc.SPAN_ROLE) == sc.ROLE_ATTEMPT  # type: ignore[no-any-return]
+
+
+class Ingestor:
+    """Turns batches of :class:`SpanRecord` into committed rows.
+
+    >>> Ingestor(open_store(url)).ingest(records)  # doctest: +SKIP
+    IngestResult(received=3, stored=1, duplicates=0, not_llm=2, aggregates=0, unpriced=0)
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        pricer: Pricer | None = None,
+        *,
+        capture_content: bool = False,
+        redact: Redactor | None = None,
+        max_content_chars: int = 4096,
+    ) -> None:
+        self.store = store
+        self.pricer = pricer if pricer is not None else Pricer.from_env()
+        self.capture_content = capture_content
+        if capture_content and redact is None:
+            from llmlens._redact import redact_text
+
+            redact = redact_text
+        self.redact = redact
+        self.max_content_chars = max_content_chars
+
+    def rows(self, records: Sequence[SpanRecord]) -> tuple[list[dict[str, Any]], IngestResult]:
+        """Normalize and price a batch without writing it."""
+        result = IngestResult(received=len(records))
+        rows: list[dict[str, Any]] = []
+        for record in records:
+            row = normalize(record, capture_content=self.capture_content, redact=self.redact,
+                            max_content_chars=self.max_content_chars)
+            if row is None:
+                result.not_llm += 1
+                continue
+            row["cost_usd"] = cost = row_cost(self.pricer, row)
+            if cost is None:
+                result.unpriced += 1
+            rows.append(row)
+        kept = self._count_leaves_once(rows)
+        result.aggregates = len(rows) - len(kept)
+        return kept, result
+
+    def _count_leaves_once(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop a framework span whose child LLM span reports the same usage.
+
+        Children end before their parents, so a child is in this batch or already stored.
+        An llmlens attempt is never the one dropped: it carries the task and prompt version,
+        so a third-party child under it is dropped instead.
+        """
+        candidates = {(r["trace_id"], r["span_id"]) for r in rows if _has_usage(r)}
+        if not candidates:
+            return rows
+        parents_with_leaf: set[tuple[str, str]] = set()
+        for row in rows:
+            key = (row["trace_id"], row["parent_span_id"])
+            if row["parent_span_id"] and key in candidates and _has_usage(row):
+                parents_with_leaf.add(key)
+        # llmlens attempts need no lookup: a provider SDK span under one is marked merged
+        # in the application and never becomes a row.
+        outside = [(r["trace_id"], r["span_id"]) for r in rows
+                   if (r["trace_id"], r["span_id"]) in candidates
+                   and (r["trace_id"], r["span_id"]) not in parents_with_leaf and not _is_llmlens(r)]
+        if outside:
+            parents_with_leaf |= self._stored_parents(outside)
+        if not parents_with_leaf:
+            return rows
+        llmlens_parents = {(r["trace_id"], r["span_id"]) for r in rows
+                           if (r["trace_id"], r["span_id"]) in parents_with_leaf and _is_llmlens(r)}
+        kept = []
+        for row in rows:
+            key = (row["trace_id"], row["span_id"])
+            if key in parents_with_leaf and key not in llmlens_parents:
+                continue
+            if (row["trace_id"], row["parent_span_id"]) in llmlens_parents:
+                continue
+            kept.append(row)
+        return kept
+
+    def _stored_parents(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        # The unique index on (trace_id, span_id) serves this lookup by trace_id.
+        found: set[tuple[str, str]] = set()
+        cols = llm_spans.c
+        with self.store.engine.connect() as conn:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                query = (select(cols.trace_id, cols.parent_span_id)
+                         .where(cols.trace_id.in_({t for t, _ in chunk}))
+                         .where(tuple_(cols.trace_id, cols.parent_span_id).in_(chunk)))
+                found.update((t, p) for t, p in conn.execute(query))
+        return found
+
+    def ingest(self, records: Sequence[SpanRecord]) -> IngestResult:
+        """Normalize, price and commit a batch in one transaction.
+
+        Raises :class:`~llmlens.collector.store.StoreUnavailable` when the database is
+        down; nothing of the batch is committed then.
+        """
+        rows, result = self.rows(records)
+        if rows:
+            result.stored = self.store.insert_rows(rows)
+            result.duplicates = len(rows) - result.stored
+        return result

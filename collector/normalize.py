@@ -1,0 +1,231 @@
+"""The one function from an OpenTelemetry span to a row: :func:`normalize`.
+
+Both the in-process exporter and the OTLP receiver call it (through
+:mod:`llmlens.collector.ingest`), so a span means the same thing whichever door it came
+in by. Where each instrumentation writes each fact is in :mod:`._sources`; this module
+only reads that table, applies the token semantics of the conventions, maps status and
+keeps the remaining attributes (minus prompt and answer content) as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from llmlens import _status, semconv as sc
+from llmlens.collector import _sources as src
+from llmlens.collector.record import STATUS_ERROR, SpanRecord
+
+_F = src.FIELDS
+_CONSUMED = src.CONSUMED
+_CONTENT_KEYS = src.CONTENT_KEYS
+_CONTENT_PREFIXES = src.CONTENT_PREFIXES
+
+Redactor = Callable[[str, int], str]
+
+
+def _first(attrs: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    for name in names:
+        value = attrs.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _str(value: Any, limit: int = 255) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+        if value is None:
+            return None
+    text = str(value)
+    return text[:limit] if text else None
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "1", "yes"}
+    return bool(value)
+
+
+def is_llm_span(attrs: Mapping[str, Any], scope_name: str = "") -> bool:
+    """Whether a span is one request to a model provider (and so a row)."""
+    role = attrs.get(sc.SPAN_ROLE)
+    if role is not None:
+        return role == sc.ROLE_ATTEMPT
+    if attrs.get(sc.MERGED_INTO):
+        return False
+    kind = attrs.get(src.OPENINFERENCE_KIND)
+    if kind is not None:
+        return str(kind).upper() in src.OPENINFERENCE_REQUEST_KINDS
+    kind = attrs.get(src.TRACELOOP_KIND)
+    if kind is not None and str(kind).lower() in src.TRACELOOP_STRUCTURE_KINDS:
+        return False
+    kind = attrs.get(src.LANGFUSE_TYPE)
+    if kind is not None:
+        return str(kind).lower() in src.LANGFUSE_REQUEST_TYPES
+    operation = _first(attrs, _F["operation"])
+    if operation is not None and str(operation).lower() not in src.REQUEST_OPERATIONS:
+        return False
+    if operation is not None or scope_name in src.SCOPE_PROVIDERS:
+        return True
+    # No operation name: an LLM call if it names a model or reports usage.
+    return (_first(attrs, _F["request_model"]) is not None
+            or _first(attrs, _F["input_tokens"]) is not None
+            or _first(attrs, _F["output_tokens"]) is not None)
+
+
+def _provider(attrs: Mapping[str, Any], scope_name: str, model: str | None) -> str | None:
+    value = _first(attrs, _F["provider"])
+    if value is not None:
+        text = str(value).lower()
+        return src.PROVIDER_ALIASES.get(text, text)[:64]
+    if scope_name in src.SCOPE_PROVIDERS:
+        return src.SCOPE_PROVIDERS[scope_name]
+    if model:
+        lowered = model.lower()
+        for prefix, provider in src.MODEL_PREFIX_PROVIDERS:
+            if lowered.startswith(prefix):
+                return provider
+    return None
+
+
+def _status_of(record: SpanRecord, attrs: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
+    """(status, failure_reason, error_type) from llmlens' own status, else the span's."""
+    error_type = _status.short_error_type(_str(attrs.get(sc.ERROR_TYPE)))
+    if error_type is None and record.status_code == STATUS_ERROR:
+        for name, event_attrs in record.events:
+            if name == "exception":
+                error_type = _status.short_error_type(_str(event_attrs.get("exception.type")))
+                break
+    status = attrs.get(sc.STATUS)
+    if status is not None:
+        status = str(status)
+        if status not in sc.STATUSES:
+            status = _status.ERROR
+        reason = _str(attrs.get(sc.FAILURE_REASON))
+        return status, reason if status != _status.OK else None, error_type
+    if record.status_code != STATUS_ERROR and error_type is None:
+        return _status.OK, None, None
+    status = _status.status_from_error_type(error_type, _int(_first(attrs, _F["http_status"])))
+    return status, error_type or "error", error_type
+
+
+def _content_value(value: Any, redact: Redactor | None, max_chars: int) -> Any:
+    if redact is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    return redact(text, max_chars)
+
+
+def normalize(
+    record: SpanRecord,
+    *,
+    capture_content: bool = False,
+    redact: Redactor | None = None,
+    max_content_chars: int = 4096,
+) -> dict[str, Any] | None:
+    """Turn one span into an ``llm_spans`` row (without cost), or None if it is not an LLM call.
+
+    Content attributes (prompts, answers, tool arguments) are dropped unless
+    ``capture_content`` is true, and then passed through ``redact``.
+    """
+    attrs = record.attributes
+    if not is_llm_span(attrs, record.scope_name):
+        return None
+    request_model = _str(_first(attrs, _F["request_model"]))
+    response_model = _str(_first(attrs, _F["response_model"]))
+    input_tokens = _int(_first(attrs, _F["input_tokens"]))
+    output_tokens = _int(_first(attrs, _F["output_tokens"]))
+    cache_read = _int(_first(attrs, _F["cache_read_tokens"]))
+    cache_write = _int(_first(attrs, _F["cache_write_tokens"]))
+    if input_tokens is not None and (cache_read or 0) + (cache_write or 0) > input_tokens:
+        # The sender reported cache tokens on top of input (Anthropic's own shape): the
+        # conventions count them inside input, so fold them in.
+        input_tokens += (cache_read or 0) + (cache_write or 0)
+    if output_tokens is None and input_tokens is not None:
+        total = _int(_first(attrs, _F["total_tokens"]))
+        if total is not None and total >= input_tokens:
+            output_tokens = total - input_tokens
+    status, failure_reason, error_type = _status_of(record, attrs)
+    resource = record.resource_attributes
+    service_name = _str(resource.get(sc.SERVICE_NAME)) if resource else None
+    duration_ms = max(record.end_time_unix_nano - record.start_time_unix_nano, 0) / 1e6
+    ttft = _float(_first(attrs, _F["ttft_s"]))
+    streaming_value = _first(attrs, _F["streaming"])
+    call_duration = _float(attrs.get(sc.CALL_DURATION_MS))
+
+    kept: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if key in _CONSUMED:
+            continue
+        if key in _CONTENT_KEYS or key.startswith(_CONTENT_PREFIXES):
+            if capture_content:
+                kept[key] = _content_value(value, redact, max_content_chars)
+            continue
+        kept[key] = list(value) if isinstance(value, tuple) else value
+    if record.scope_name and record.scope_name != sc.SCOPE_NAME:
+        kept["otel.scope.name"] = record.scope_name
+    if capture_content and record.status_message and status != _status.OK:
+        # Exception messages can quote user input, so they are content.
+        kept["otel.status_description"] = _content_value(record.status_message, redact, max_content_chars)
+
+    return {
+        "trace_id": record.trace_id,
+        "span_id": record.span_id,
+        "parent_span_id": record.parent_span_id,
+        "service_name": service_name,
+        "name": record.name[:255],
+        "start_time": datetime.fromtimestamp(record.start_time_unix_nano / 1e9, tz=timezone.utc),
+        "duration_ms": duration_ms,
+        "time_to_first_token_ms": ttft * 1000.0 if ttft is not None else None,
+        "task": _str(_first(attrs, _F["task"])) or service_name,
+        "operation": _str(_first(attrs, _F["operation"]), 64),
+        "provider": _provider(attrs, record.scope_name, request_model or response_model),
+        "request_model": request_model,
+        "response_model": response_model,
+        "prompt_name": _str(_first(attrs, _F["prompt_name"])),
+        "prompt_version": _str(_first(attrs, _F["prompt_version"])),
+        "status": status,
+        "failure_reason": failure_reason,
+        "error_type": error_type,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_read_tokens": cache_read,
+        "cache_write_tokens": cache_write,
+        "reasoning_tokens": _int(_first(attrs, _F["reasoning_tokens"])),
+        "cost_usd": None,
+        "reported_cost_usd": _float(_first(attrs, _F["reported_cost"])),
+        "call_id": _str(attrs.get(sc.CALL_ID), 16) or record.span_id,
+        "attempt": _int(attrs.get(sc.ATTEMPT)) or 1,
+        "max_attempts": _int(attrs.get(sc.MAX_ATTEMPTS)),
+        "final": _bool(attrs.get(sc.FINAL, True)),
+        "call_duration_ms": call_duration if call_duration is not None else duration_ms,
+        "idempotency_key": _str(attrs.get(sc.IDEMPOTENCY_KEY)),
+        "streaming": _bool(streaming_value) if streaming_value is not None else ttft is not None,
+        "finish_reason": _str(_first(attrs, _F["finish_reasons"]), 64),
+        "conversation_id": _str(_first(attrs, _F["conversation_id"])),
+        "prompt_hash": _str(attrs.get(sc.PROMPT_HASH), 64),
+        "attributes": kept,
+    }

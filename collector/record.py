@@ -1,0 +1,64 @@
+"""``SpanRecord``: the one shape a span has on its way to becoming a row.
+
+Both doors into the store produce it: the in-process exporter from the SDK's
+``ReadableSpan`` (:func:`from_readable_span`) and the OTLP receiver from decoded
+protobuf or JSON. :func:`llmlens.collector.normalize.normalize` takes only this, so
+there is exactly one normalization path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+# OTLP numbering of span status codes (the SDK's StatusCode enum uses the same values).
+STATUS_UNSET = 0
+STATUS_OK = 1
+STATUS_ERROR = 2
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    """A finished span, decoded. Ids are lowercase hex (32 chars trace, 16 chars span)."""
+
+    trace_id: str
+    span_id: str
+    name: str
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    attributes: Mapping[str, Any]
+    parent_span_id: str | None = None
+    status_code: int = STATUS_UNSET
+    status_message: str = ""
+    resource_attributes: Mapping[str, Any] = field(default_factory=dict)
+    scope_name: str = ""
+    # (event name, event attributes), e.g. ("exception", {"exception.type": ...}).
+    events: Sequence[tuple[str, Mapping[str, Any]]] = ()
+
+
+def from_readable_span(span: ReadableSpan) -> SpanRecord:
+    """Convert an SDK span (as a SpanExporter receives it) into a :class:`SpanRecord`."""
+    ctx = span.context
+    parent = span.parent
+    resource = span.resource.attributes if span.resource is not None else {}
+    scope = span.instrumentation_scope
+    events: Sequence[tuple[str, Mapping[str, Any]]] = ()
+    if span.events:
+        events = [(event.name, event.attributes or {}) for event in span.events]
+    return SpanRecord(
+        trace_id=format(ctx.trace_id, "032x") if ctx is not None else "0" * 32,
+        span_id=format(ctx.span_id, "016x") if ctx is not None else "0" * 16,
+        parent_span_id=format(parent.span_id, "016x") if parent is not None else None,
+        name=span.name,
+        start_time_unix_nano=span.start_time or 0,
+        end_time_unix_nano=span.end_time or span.start_time or 0,
+        attributes=span.attributes or {},
+        status_code=int(span.status.status_code.value),
+        status_message=span.status.description or "",
+        resource_attributes=resource,
+        scope_name=scope.name if scope is not None else "",
+        events=events,
+    )

@@ -1,0 +1,7 @@
+"""``python -m llmlens`` is the ``llmlens`` command."""
+
+import sys
+
+from llmlens._cli import main
+
+sys.exit(main())

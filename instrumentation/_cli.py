@@ -1,0 +1,190 @@
+"""The ``llmlens`` command line.
+
+Subcommands import what they need when they run, so ``llmlens --help`` stays fast and
+``import llmlens`` stays light. Every failure becomes one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+
+
+class CLIError(Exception):
+    """A failure to report as one line."""
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from llmlens.dashboard.demo import run_demo
+
+    summary = run_demo(db_url=args.db, calls=args.calls, seed=args.seed)
+    print(summary)
+    if args.no_dashboard:
+        return 0
+    from llmlens.dashboard.launch import run_dashboard
+
+    return run_dashboard(args.db, host=args.host, port=args.port, headless=args.headless)
+
+
+def _cmd_collector(args: argparse.Namespace) -> int:
+    from llmlens.collector.server import serve
+
+    return serve(
+        host=args.host,
+        port=args.port,
+        db_url=args.db,
+        token=args.token,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        capture_content=args.capture_content,
+        alert_interval=args.alert_interval,
+    )
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from llmlens.dashboard.launch import run_dashboard
+
+    return run_dashboard(args.db, host=args.host, port=args.port, headless=args.headless)
+
+
+def _cmd_alerts_check(args: argparse.Namespace) -> int:
+    from llmlens.collector.alerts import check_alerts
+    from llmlens.collector.store import open_store
+
+    events = check_alerts(open_store(args.db), send=not args.dry_run)
+    for event in events:
+        print(f"FIRED {event.rule_name}: {event.message}")
+    if not events:
+        print("no alert fired")
+    return 0
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from llmlens.collector.migrate import upgrade
+    from llmlens.collector.store import resolve_url
+
+    before, after = upgrade(args.db, args.revision)
+    url = resolve_url(args.db)
+    if before == after:
+        print(f"{url}: already at revision {after}")
+    else:
+        print(f"{url}: upgraded {before or 'empty store'} -> {after}")
+    return 0
+
+
+def _cmd_db_current(args: argparse.Namespace) -> int:
+    from llmlens.collector.migrate import head_revision
+    from llmlens.collector.store import current_revision, get_engine
+
+    current = current_revision(get_engine(args.db))
+    print(f"store revision: {current or 'none (empty store)'}; newest: {head_revision()}")
+    return 0
+
+
+def _parse_since(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date: {text!r} (try 2026-11-01)") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _cmd_prices_recompute(args: argparse.Namespace) -> int:
+    from llmlens.collector.pricing import Pricer
+    from llmlens.collector.reprice import recompute_costs
+    from llmlens.collector.store import open_store
+
+    result = recompute_costs(open_store(args.db), Pricer.from_env(args.prices), since=args.since)
+    print(f"re-priced {result.scanned} rows: {result.changed} changed, {result.unpriced} unpriced")
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmlens", description="Observe and price LLM calls in production.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    db_help = "store URL (default: $LLMLENS_DB_URL or sqlite:///llmlens.db)"
+
+    demo = sub.add_parser("demo", help="write a realistic workload into the store, then open the dashboard")
+    demo.add_argument("--db", help=db_help)
+    demo.add_argument("--calls", type=int, default=1500, help="how many logical calls to simulate")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--no-dashboard", action="store_true", help="only write the workload")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8501)
+    demo.add_argument("--headless", action="store_true", help="do not open a browser")
+    demo.set_defaults(func=_cmd_demo)
+
+    coll = sub.add_parser("collector", help="run the OTLP/HTTP receiver (POST /v1/traces)")
+    coll.add_argument("--host", default="127.0.0.1")
+    coll.add_argument("--port", type=int, default=4318)
+    coll.add_argument("--db", help=db_help)
+    coll.add_argument("--token", default=None, help="bearer token senders must present "
+                      "(default: $LLMLENS_COLLECTOR_TOKEN)")
+    coll.add_argument("--max-body-mb", type=float, default=4.0, help="largest request body, before and after gzip")
+    coll.add_argument("--capture-content", action="store_true",
+                      help="keep prompts and answers (redacted) instead of dropping them")
+    coll.add_argument("--alert-interval", type=float, default=60.0,
+                      help="seconds between alert evaluations (0 disables)")
+    coll.set_defaults(func=_cmd_collector)
+
+    dash = sub.add_parser("dashboard", help="start the Streamlit dashboard on the store")
+    dash.add_argument("--db", help=db_help)
+    dash.add_argument("--host", default="127.0.0.1")
+    dash.add_argument("--port", type=int, default=8501)
+    dash.add_argument("--headless", action="store_true", help="do not open a browser")
+    dash.set_defaults(func=_cmd_dashboard)
+
+    alerts = sub.add_parser("alerts", help="alert rules")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
+    check = alerts_sub.add_parser("check", help="evaluate the alert rules once and send webhooks")
+    check.add_argument("--db", help=db_help)
+    check.add_argument("--dry-run", action="store_true", help="evaluate and record, send nothing")
+    check.set_defaults(func=_cmd_alerts_check)
+
+    db = sub.add_parser("db", help="store schema")
+    db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+    up = db_sub.add_parser("upgrade", help="apply schema migrations")
+    up.add_argument("--db", help=db_help)
+    up.add_argument("--revision", default="head")
+    up.set_defaults(func=_cmd_db_upgrade)
+    cur = db_sub.add_parser("current", help="show the store's schema revision")
+    cur.add_argument("--db", help=db_help)
+    cur.set_defaults(func=_cmd_db_current)
+
+    prices = sub.add_parser("prices", help="pricing")
+    prices_sub = prices.add_subparsers(dest="prices_command", metavar="COMMAND", required=True)
+    rec = prices_sub.add_parser("recompute", help="re-price stored rows from their tokens")
+    rec.add_argument("--db", help=db_help)
+    rec.add_argument("--since", type=_parse_since, default=None, help="only rows from this date (ISO)")
+    rec.add_argument("--prices", default=None, help="override TOML (default: $LLMLENS_PRICES)")
+    rec.set_defaults(func=_cmd_prices_recompute)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``llmlens`` console script."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from llmlens._config import _version
+
+        print(f"llmlens {_version()}")
+        return 0
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the boundary: one line, no traceback
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"llmlens {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

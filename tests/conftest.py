@@ -1,0 +1,84 @@
+"""Shared fixtures: store URLs on SQLite and a real PostgreSQL, and a clean llmlens config.
+
+Store tests take the ``db_url`` fixture, which runs each test on a SQLite file and on a
+fresh database of the PostgreSQL server named by ``LLMLENS_TEST_PG_URL`` (``.ci/run``
+starts one). Without that variable the tests start their own server when the binaries
+are on the machine, and otherwise skip the PostgreSQL variants.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Support modules (fake provider, PostgreSQL launcher) are imported by name from tests.
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+
+from pgserver import PostgresServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    url = os.environ.get("LLMLENS_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    if os.environ.get("LLMLENS_TEST_NO_PG"):
+        pytest.skip("PostgreSQL disabled by LLMLENS_TEST_NO_PG")
+    try:
+        server = PostgresServer()
+        url = server.start()
+    except Exception as exc:  # no binaries on a developer machine
+        pytest.skip(f"no PostgreSQL server available: {exc}")
+    try:
+        yield url
+    finally:
+        server.stop("immediate")
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = pg_server_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield pg_server_url.rsplit("/", 1)[0] + "/" + name
+    from llmlens.collector.store import dispose_engines
+
+    dispose_engines()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'llmlens.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL on each database llmlens supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'llmlens.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_llmlens(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Each test starts unconfigured, with no stray OTLP endpoint from the environment."""
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "LLMLENS_DB_URL",
+                 "LLMLENS_PRICES", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "OTEL_SERVICE_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LLMLENS_HOME", str(tmp_path / "llmlens-home"))
+    yield
+    from llmlens import _config
+
+    _config._reset_for_tests()
