@@ -20,6 +20,12 @@ from llmlens.collector.record import STATUS_ERROR, SpanRecord
 
 _F = src.FIELDS
 _CONSUMED = src.CONSUMED
+# attribute name -> (field, preference): one pass over a span's attributes finds every
+# field, instead of probing each of ~80 candidate names per span.
+_INDEX: dict[str, tuple[str, int]] = {}
+for _field, _names in _F.items():
+    for _rank, _name in enumerate(_names):
+        _INDEX.setdefault(_name, (_field, _rank))
 _CONTENT_KEYS = src.CONTENT_KEYS
 _CONTENT_PREFIXES = src.CONTENT_PREFIXES
 
@@ -35,6 +41,8 @@ def _first(attrs: Mapping[str, Any], names: tuple[str, ...]) -> Any:
 
 
 def _int(value: Any) -> int | None:
+    if type(value) is int:
+        return value
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -55,6 +63,8 @@ def _float(value: Any) -> float | None:
 def _str(value: Any, limit: int = 255) -> str | None:
     if value is None:
         return None
+    if type(value) is str:
+        return value[:limit] or None
     if isinstance(value, (list, tuple)):
         value = value[0] if value else None
         if value is None:
@@ -96,8 +106,7 @@ def is_llm_span(attrs: Mapping[str, Any], scope_name: str = "") -> bool:
             or _first(attrs, _F["output_tokens"]) is not None)
 
 
-def _provider(attrs: Mapping[str, Any], scope_name: str, model: str | None) -> str | None:
-    value = _first(attrs, _F["provider"])
+def _provider(value: Any, scope_name: str, model: str | None) -> str | None:
     if value is not None:
         text = str(value).lower()
         return src.PROVIDER_ALIASES.get(text, text)[:64]
@@ -111,7 +120,8 @@ def _provider(attrs: Mapping[str, Any], scope_name: str, model: str | None) -> s
     return None
 
 
-def _status_of(record: SpanRecord, attrs: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
+def _status_of(record: SpanRecord, attrs: Mapping[str, Any],
+               http_status: int | None) -> tuple[str, str | None, str | None]:
     """(status, failure_reason, error_type) from llmlens' own status, else the span's."""
     error_type = _status.short_error_type(_str(attrs.get(sc.ERROR_TYPE)))
     if error_type is None and record.status_code == STATUS_ERROR:
@@ -128,7 +138,7 @@ def _status_of(record: SpanRecord, attrs: Mapping[str, Any]) -> tuple[str, str |
         return status, reason if status != _status.OK else None, error_type
     if record.status_code != STATUS_ERROR and error_type is None:
         return _status.OK, None, None
-    status = _status.status_from_error_type(error_type, _int(_first(attrs, _F["http_status"])))
+    status = _status.status_from_error_type(error_type, http_status)
     return status, error_type or "error", error_type
 
 
@@ -154,37 +164,48 @@ def normalize(
     attrs = record.attributes
     if not is_llm_span(attrs, record.scope_name):
         return None
-    request_model = _str(_first(attrs, _F["request_model"]))
-    response_model = _str(_first(attrs, _F["response_model"]))
-    input_tokens = _int(_first(attrs, _F["input_tokens"]))
-    output_tokens = _int(_first(attrs, _F["output_tokens"]))
-    cache_read = _int(_first(attrs, _F["cache_read_tokens"]))
-    cache_write = _int(_first(attrs, _F["cache_write_tokens"]))
-    if input_tokens is not None and (cache_read or 0) + (cache_write or 0) > input_tokens:
-        # The sender reported cache tokens on top of input (Anthropic's own shape): the
-        # conventions count them inside input, so fold them in.
-        input_tokens += (cache_read or 0) + (cache_write or 0)
-    if output_tokens is None and input_tokens is not None:
-        total = _int(_first(attrs, _F["total_tokens"]))
-        if total is not None and total >= input_tokens:
-            output_tokens = total - input_tokens
-    status, failure_reason, error_type = _status_of(record, attrs)
-    resource = record.resource_attributes
-    service_name = _str(resource.get(sc.SERVICE_NAME)) if resource else None
-    duration_ms = max(record.end_time_unix_nano - record.start_time_unix_nano, 0) / 1e6
-    ttft = _float(_first(attrs, _F["ttft_s"]))
-    streaming_value = _first(attrs, _F["streaming"])
-    call_duration = _float(attrs.get(sc.CALL_DURATION_MS))
-
+    found: dict[str, Any] = {}
+    ranks: dict[str, int] = {}
     kept: dict[str, Any] = {}
+    index = _INDEX
     for key, value in attrs.items():
+        slot = index.get(key)
+        if slot is not None:
+            name, rank = slot
+            if name not in ranks or rank < ranks[name]:
+                ranks[name] = rank
+                found[name] = value
+            continue
         if key in _CONSUMED:
             continue
         if key in _CONTENT_KEYS or key.startswith(_CONTENT_PREFIXES):
             if capture_content:
                 kept[key] = _content_value(value, redact, max_content_chars)
             continue
-        kept[key] = list(value) if isinstance(value, tuple) else value
+        kept[key] = value  # tuples (OTel sequences) encode as JSON arrays as they are
+
+    get = found.get
+    request_model = _str(get("request_model"))
+    response_model = _str(get("response_model"))
+    input_tokens = _int(get("input_tokens"))
+    output_tokens = _int(get("output_tokens"))
+    cache_read = _int(get("cache_read_tokens"))
+    cache_write = _int(get("cache_write_tokens"))
+    if input_tokens is not None and (cache_read or 0) + (cache_write or 0) > input_tokens:
+        # The sender reported cache tokens on top of input (Anthropic's own shape): the
+        # conventions count them inside input, so fold them in.
+        input_tokens += (cache_read or 0) + (cache_write or 0)
+    if output_tokens is None and input_tokens is not None:
+        total = _int(get("total_tokens"))
+        if total is not None and total >= input_tokens:
+            output_tokens = total - input_tokens
+    status, failure_reason, error_type = _status_of(record, attrs, _int(get("http_status")))
+    resource = record.resource_attributes
+    service_name = _str(resource.get(sc.SERVICE_NAME)) if resource else None
+    duration_ms = max(record.end_time_unix_nano - record.start_time_unix_nano, 0) / 1e6
+    ttft = _float(get("ttft_s"))
+    streaming_value = get("streaming")
+    call_duration = _float(attrs.get(sc.CALL_DURATION_MS))
     if record.scope_name and record.scope_name != sc.SCOPE_NAME:
         kept["otel.scope.name"] = record.scope_name
     if capture_content and record.status_message and status != _status.OK:
@@ -200,13 +221,13 @@ def normalize(
         "start_time": datetime.fromtimestamp(record.start_time_unix_nano / 1e9, tz=timezone.utc),
         "duration_ms": duration_ms,
         "time_to_first_token_ms": ttft * 1000.0 if ttft is not None else None,
-        "task": _str(_first(attrs, _F["task"])) or service_name,
-        "operation": _str(_first(attrs, _F["operation"]), 64),
-        "provider": _provider(attrs, record.scope_name, request_model or response_model),
+        "task": _str(get("task")) or service_name,
+        "operation": _str(get("operation"), 64),
+        "provider": _provider(get("provider"), record.scope_name, request_model or response_model),
         "request_model": request_model,
         "response_model": response_model,
-        "prompt_name": _str(_first(attrs, _F["prompt_name"])),
-        "prompt_version": _str(_first(attrs, _F["prompt_version"])),
+        "prompt_name": _str(get("prompt_name")),
+        "prompt_version": _str(get("prompt_version")),
         "status": status,
         "failure_reason": failure_reason,
         "error_type": error_type,
@@ -214,9 +235,9 @@ def normalize(
         "output_tokens": output_tokens,
         "cache_read_tokens": cache_read,
         "cache_write_tokens": cache_write,
-        "reasoning_tokens": _int(_first(attrs, _F["reasoning_tokens"])),
+        "reasoning_tokens": _int(get("reasoning_tokens")),
         "cost_usd": None,
-        "reported_cost_usd": _float(_first(attrs, _F["reported_cost"])),
+        "reported_cost_usd": _float(get("reported_cost")),
         "call_id": _str(attrs.get(sc.CALL_ID), 16) or record.span_id,
         "attempt": _int(attrs.get(sc.ATTEMPT)) or 1,
         "max_attempts": _int(attrs.get(sc.MAX_ATTEMPTS)),
@@ -224,8 +245,8 @@ def normalize(
         "call_duration_ms": call_duration if call_duration is not None else duration_ms,
         "idempotency_key": _str(attrs.get(sc.IDEMPOTENCY_KEY)),
         "streaming": _bool(streaming_value) if streaming_value is not None else ttft is not None,
-        "finish_reason": _str(_first(attrs, _F["finish_reasons"]), 64),
-        "conversation_id": _str(_first(attrs, _F["conversation_id"])),
+        "finish_reason": _str(get("finish_reasons"), 64),
+        "conversation_id": _str(get("conversation_id")),
         "prompt_hash": _str(attrs.get(sc.PROMPT_HASH), 64),
         "attributes": kept,
     }

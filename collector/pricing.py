@@ -132,7 +132,7 @@ class Pricer:
 
     def __init__(self, overrides: dict[str, Rates] | None = None) -> None:
         self.overrides = overrides or {}
-        self._cache: dict[tuple[str | None, str, str], Rates | None] = {}
+        self._cache: dict[tuple[str | None, str, int], Rates | None] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -150,7 +150,8 @@ class Pricer:
             override = self.overrides.get(f"{provider.lower()}/{model_key}")
         if override is not None:
             return override
-        day = (when or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
+        # Prices change by date: calibrated rates are cached per UTC day.
+        day = (when or datetime.now(timezone.utc)).toordinal()
         key = (pid, model_key, day)
         try:
             return self._cache[key]
@@ -180,13 +181,17 @@ class Pricer:
         rates = self.rates(provider, model, when)
         if rates is None:
             return None
-        inp, out = input_tokens or 0, output_tokens or 0
-        cr, cw = cache_read_tokens or 0, cache_write_tokens or 0
-        if rates.linear_below is not None and inp >= rates.linear_below:
-            exact = _calc_exact(provider_id(provider), model, inp, cr, cw, out, when)
-            if exact is not None:
-                return exact
-        return rates.cost(inp, cr, cw, out)
+        return _priced(rates, provider, model, input_tokens or 0, cache_read_tokens or 0,
+                       cache_write_tokens or 0, output_tokens or 0, when)
+
+
+def _priced(rates: Rates, provider: str | None, model: str, inp: int, cr: int, cw: int, out: int,
+            when: datetime | None) -> float:
+    if rates.linear_below is not None and inp >= rates.linear_below:
+        exact = _calc_exact(provider_id(provider), model, inp, cr, cw, out, when)
+        if exact is not None:
+            return exact
+    return rates.cost(inp, cr, cw, out)
 
 
 def row_cost(pricer: Pricer, row: Mapping[str, Any]) -> float | None:
@@ -202,12 +207,8 @@ def row_cost(pricer: Pricer, row: Mapping[str, Any]) -> float | None:
             # A failed request reports no usage and is not billed; a successful one
             # without usage has an unknown cost.
             return 0.0 if row["status"] != "ok" else None
-        return pricer.cost(
-            row["provider"], model,
-            input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
-            cache_read_tokens=row["cache_read_tokens"], cache_write_tokens=row["cache_write_tokens"],
-            when=row["start_time"],
-        )
+        return _priced(rates, row["provider"], model, row["input_tokens"] or 0, row["cache_read_tokens"] or 0,
+                       row["cache_write_tokens"] or 0, row["output_tokens"] or 0, row["start_time"])
     return None
 
 

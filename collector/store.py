@@ -9,6 +9,7 @@ for the schema and for reads; it is ~10x slower for bulk inserts.
 from __future__ import annotations
 
 import json
+import operator
 import logging
 import os
 import threading
@@ -30,7 +31,12 @@ DEFAULT_DB_URL = "sqlite:///llmlens.db"
 # The newest migration under collector/migrations/versions. A test checks they agree.
 SCHEMA_REVISION = "0001"
 
-_BOOL_COLUMNS = frozenset({"final", "streaming"})
+# Rows from normalize carry every column; a C-level getter builds the parameter tuple.
+_pick_columns = operator.itemgetter(*ROW_COLUMNS)
+_START = ROW_COLUMNS.index("start_time")
+_ATTRS = ROW_COLUMNS.index("attributes")
+_FINAL = ROW_COLUMNS.index("final")
+_STREAMING = ROW_COLUMNS.index("streaming")
 
 
 class StoreError(Exception):
@@ -163,7 +169,9 @@ def _insert_sql(dialect: str) -> str:
 
 def _sqlite_time(value: datetime) -> str:
     # The text format SQLAlchemy's SQLite DateTime reads back.
-    if value.tzinfo is not None:
+    if value.tzinfo is timezone.utc:  # what normalize produces: no conversion needed
+        value = value.replace(tzinfo=None)
+    elif value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
     return value.isoformat(sep=" ", timespec="microseconds")
 
@@ -188,20 +196,19 @@ class Store:
     def url(self) -> str:
         return _safe(self.engine)
 
-    def _sqlite_params(self, rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    def _sqlite_params(self, rows: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
         out = []
+        pick = _pick_columns
         for row in rows:
-            values = []
-            for col in ROW_COLUMNS:
-                value = row.get(col)
-                if col == "start_time":
-                    value = _sqlite_time(value)
-                elif col == "attributes":
-                    value = _dumps(value or {})
-                elif col in _BOOL_COLUMNS:
-                    value = 1 if value else 0
-                values.append(value)
-            out.append(tuple(values))
+            try:
+                values = list(pick(row))
+            except KeyError:  # a hand-built row with only some columns
+                values = [row.get(col) for col in ROW_COLUMNS]
+            values[_START] = _sqlite_time(values[_START])
+            values[_ATTRS] = _dumps(values[_ATTRS] or {})
+            values[_FINAL] = 1 if values[_FINAL] else 0
+            values[_STREAMING] = 1 if values[_STREAMING] else 0
+            out.append(values)
         return out
 
     def _pg_params(self, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
