@@ -83,7 +83,7 @@ def is_llm_span(attrs: Mapping[str, Any], scope_name: str = "") -> bool:
     """Whether a span is one request to a model provider (and so a row)."""
     role = attrs.get(sc.SPAN_ROLE)
     if role is not None:
-        return role == sc.ROLE_ATTEMPT
+        return bool(role == sc.ROLE_ATTEMPT)
     if attrs.get(sc.MERGED_INTO):
         return False
     kind = attrs.get(src.OPENINFERENCE_KIND)

@@ -219,7 +219,7 @@ def _lookup(pid: str | None, model: str) -> tuple[Any, Any] | None:
     attempts = [pid, None] if pid else [None]
     for candidate in attempts:
         try:
-            return snapshot.find_provider_model(model, None, candidate, None)  # type: ignore[no-any-return]
+            return snapshot.find_provider_model(model, None, candidate, None)
         except LookupError:
             continue
     return None
@@ -267,7 +267,7 @@ def _calibrate(pid: str | None, model: str, when: datetime | None) -> Rates | No
 
 
 def _first_tier(model_price: Any) -> int | None:
-    starts = []
+    starts: list[int] = []
     for value in vars(model_price).values():
         tiers = getattr(value, "tiers", None)
         if tiers:

@@ -54,22 +54,26 @@ def from_readable_span(span: ReadableSpan) -> SpanRecord:
     """Convert an SDK span (as a SpanExporter receives it) into a :class:`SpanRecord`."""
     ctx = span.context
     parent = span.parent
-    resource = span.resource.attributes if span.resource is not None else {}
+    resource = span.resource
     scope = span.instrumentation_scope
+    status = span.status
+    status_code = status.status_code.value
     events: Sequence[tuple[str, Mapping[str, Any]]] = ()
-    if span.events:
+    if status_code == STATUS_ERROR:  # events are read only for the exception's type
         events = [(event.name, event.attributes or {}) for event in span.events]
+    start = span.start_time or 0
+    # Positional: this runs once per exported span, and keyword calls cost more.
     return SpanRecord(
-        trace_id=format(ctx.trace_id, "032x") if ctx is not None else "0" * 32,
-        span_id=format(ctx.span_id, "016x") if ctx is not None else "0" * 16,
-        parent_span_id=format(parent.span_id, "016x") if parent is not None else None,
-        name=span.name,
-        start_time_unix_nano=span.start_time or 0,
-        end_time_unix_nano=span.end_time or span.start_time or 0,
-        attributes=_plain_dict(span),
-        status_code=int(span.status.status_code.value),
-        status_message=span.status.description or "",
-        resource_attributes=resource,
-        scope_name=scope.name if scope is not None else "",
-        events=events,
+        format(ctx.trace_id, "032x") if ctx is not None else "0" * 32,
+        format(ctx.span_id, "016x") if ctx is not None else "0" * 16,
+        span.name,
+        start,
+        span.end_time or start,
+        _plain_dict(span),
+        format(parent.span_id, "016x") if parent is not None else None,
+        status_code,
+        status.description or "",
+        resource.attributes if resource is not None else {},
+        scope.name if scope is not None else "",
+        events,
     )

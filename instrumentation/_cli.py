@@ -60,6 +60,32 @@ def _cmd_alerts_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_alerts_add(args: argparse.Namespace) -> int:
+    from llmlens.collector.alerts import add_rule
+    from llmlens.collector.store import open_store
+
+    task = None if args.all_tasks_together else args.task
+    rule_id = add_rule(open_store(args.db), name=args.name, metric=args.metric, threshold=args.threshold,
+                       window_minutes=args.window, min_calls=args.min_calls, task=task,
+                       webhook_url=args.webhook, cooldown_minutes=args.cooldown)
+    print(f"rule {rule_id} added: {args.name}")
+    return 0
+
+
+def _cmd_alerts_list(args: argparse.Namespace) -> int:
+    from llmlens.collector.queries import list_alert_rules
+    from llmlens.collector.store import open_store
+
+    rules = list_alert_rules(open_store(args.db).engine)
+    for r in rules:
+        state = "on " if r["enabled"] else "off"
+        print(f"{r['id']:>3} {state} {r['name']}: {r['metric']} > {r['threshold']} over {r['window_minutes']} min, "
+              f"task {r['task'] or '(all together)'}, webhook {r['webhook_url'] or '$LLMLENS_ALERT_WEBHOOK'}")
+    if not rules:
+        print("no alert rules (the collector adds the invalid-output spike rule on start)")
+    return 0
+
+
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
     from llmlens.collector.migrate import upgrade
     from llmlens.collector.store import resolve_url
@@ -142,6 +168,22 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("--db", help=db_help)
     check.add_argument("--dry-run", action="store_true", help="evaluate and record, send nothing")
     check.set_defaults(func=_cmd_alerts_check)
+    add = alerts_sub.add_parser("add", help="add an alert rule")
+    add.add_argument("--db", help=db_help)
+    add.add_argument("--name", required=True)
+    add.add_argument("--metric", required=True,
+                     help="invalid_output_rate, failure_rate, spend_usd, wasted_spend_usd or p95_ms")
+    add.add_argument("--threshold", type=float, required=True, help="fire when the metric is above this")
+    add.add_argument("--window", type=int, default=15, help="trailing window, minutes")
+    add.add_argument("--min-calls", type=int, default=20, help="calls needed before a rate can fire")
+    add.add_argument("--task", default="*", help="one task, or * for every task separately (default)")
+    add.add_argument("--all-tasks-together", action="store_true", help="watch all calls as one")
+    add.add_argument("--webhook", default=None, help="URL to POST to (default: $LLMLENS_ALERT_WEBHOOK)")
+    add.add_argument("--cooldown", type=int, default=60, help="minutes a fired rule stays quiet")
+    add.set_defaults(func=_cmd_alerts_add)
+    lst = alerts_sub.add_parser("list", help="list alert rules")
+    lst.add_argument("--db", help=db_help)
+    lst.set_defaults(func=_cmd_alerts_list)
 
     db = sub.add_parser("db", help="store schema")
     db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
