@@ -185,8 +185,10 @@ def normalize(
         kept[key] = value  # tuples (OTel sequences) encode as JSON arrays as they are
 
     get = found.get
-    request_model = _str(get("request_model"))
     response_model = _str(get("response_model"))
+    # Charts and filters group by the requested model; a span that only knows the
+    # model that answered (a response read without the request) is grouped by that.
+    request_model = _str(get("request_model")) or response_model
     input_tokens = _int(get("input_tokens"))
     output_tokens = _int(get("output_tokens"))
     cache_read = _int(get("cache_read_tokens"))

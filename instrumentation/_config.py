@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -246,23 +248,45 @@ def get_tracer() -> trace.Tracer:
     return tracer
 
 
+def _bounded(work: Callable[[], bool], timeout: float, name: str) -> bool:
+    # The SDK's BatchSpanProcessor.force_flush ignores its timeout and an exporter retrying
+    # an unreachable collector can hold it for many seconds: run it on a daemon thread and
+    # stop waiting at the deadline, so flush and shutdown return when they said they would.
+    outcome: list[bool] = []
+    worker = threading.Thread(target=lambda: outcome.append(bool(work())), name=name, daemon=True)
+    worker.start()
+    worker.join(max(0.0, timeout))
+    return bool(outcome and outcome[0])
+
+
 def flush(timeout: float = 10.0) -> bool:
     """Export everything queued so far; True when it all made it within ``timeout`` seconds."""
     processor = _state.processor
     if processor is None:
         return True
-    return processor.force_flush(int(timeout * 1000))
+    return _bounded(lambda: processor.force_flush(int(timeout * 1000)), timeout, "llmlens-flush")
 
 
 def shutdown(timeout: float = 10.0) -> bool:
-    """Flush and stop llmlens' exporters. The application's TracerProvider is left running."""
+    """Flush and stop llmlens' exporters within ``timeout`` seconds in all.
+
+    The application's TracerProvider is left running. Returns False when something was
+    still queued or exporting at the deadline (an unreachable collector, say); the
+    exporters are then left to finish on a daemon thread rather than holding up exit.
+    """
+    deadline = time.monotonic() + timeout
     ok = flush(timeout)
     with _state.lock:
         processor = _state.processor
         _state.settings = None
-    if processor is not None:
+    if processor is None:
+        return ok
+
+    def stop() -> bool:
         processor.shutdown()
-    return ok
+        return True
+
+    return _bounded(stop, deadline - time.monotonic(), "llmlens-shutdown") and ok
 
 
 def _reset_for_tests(**_: Any) -> None:
