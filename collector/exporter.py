@@ -36,12 +36,14 @@ class StoreSpanExporter(SpanExporter):
         *,
         pricer: Pricer | None = None,
         capture_content: bool = False,
+        max_content_chars: int = 4096,
         max_attempts: int = 3,
         retry_delay: float = 0.2,
     ) -> None:
         self.db_url = db_url
         self._pricer = pricer
         self._capture_content = capture_content
+        self._max_content_chars = max_content_chars
         self._max_attempts = max(1, max_attempts)
         self._retry_delay = retry_delay
         self._ingestor: Ingestor | None = None
@@ -58,7 +60,8 @@ class StoreSpanExporter(SpanExporter):
         if self._ingestor is None:
             store = open_store(self.db_url)
             self._ingestor = Ingestor(store, self._pricer or Pricer.from_env(),
-                                      capture_content=self._capture_content)
+                                      capture_content=self._capture_content,
+                                      max_content_chars=self._max_content_chars)
         return self._ingestor
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:

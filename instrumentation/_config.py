@@ -155,7 +155,8 @@ def _make_exporter(settings: Settings) -> list[SpanExporter]:
         # Imported here: the store pulls in SQLAlchemy, which `import llmlens` must not.
         from llmlens.collector.exporter import StoreSpanExporter
 
-        exporters.append(StoreSpanExporter(settings.db_url))
+        exporters.append(StoreSpanExporter(settings.db_url, capture_content=settings.capture_content,
+                                            max_content_chars=settings.max_content_chars))
     if settings.endpoint is not None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -1,0 +1,527 @@
+"""The recording side of ``@observe``: spans for calls and attempts, and what ends them.
+
+``_observe`` decides *when* (wrappers for each shape of function, the retry loops);
+this module decides *what is recorded*: the attributes fixed per decorated function
+(:class:`Spec`, built once at decoration time), a running attempt (:class:`Attempt`,
+also the observer of a returned stream), the logical call around retried attempts
+(:class:`Call`), and the outcome of a result or an exception.
+
+Span layout (see DESIGN.md, "What a row is"):
+
+* no retry policy: one span, role ``attempt``, ``attempt=1``, ``final=True``, whose
+  ``call_id`` is its own span id: one provider request, one row;
+* with a policy that allows retries: a logical ``call`` span (not a row; it carries the
+  final status and the attempt count) and one child ``attempt`` span per request, each
+  with its own tokens, status and failure reason, linked by ``call_id``.
+
+Every step is guarded: an error of llmlens' own is logged (once per burst) and
+swallowed, and the user's result or exception passes through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from typing import Any, Final
+
+from llmlens import _config, _status, _streams
+from llmlens import semconv as sc
+from llmlens._exceptions import InvalidOutput
+from llmlens._redact import prompt_hash, redact_text
+from llmlens._retry import RetryPolicy
+from llmlens._usage import StreamUsage, extract, response_text
+from llmlens._validation import Validator, failure_reason_of, make_validator
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+logger = logging.getLogger("llmlens")
+
+NO_OUTPUT: Final[Any] = object()
+last_output: ContextVar[Any] = ContextVar("llmlens_output", default=NO_OUTPUT)
+_set_span_in_context = trace.set_span_in_context
+_attach = otel_context.attach
+_detach_token = otel_context.detach
+_ERROR_STATUS: Final = StatusCode.ERROR
+
+
+# --- internal errors: logged once per burst, never raised ------------------------------------
+class _Burst:
+    __slots__ = ("last", "suppressed")
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.suppressed = 0
+
+
+_burst = _Burst()
+
+
+def internal_error(where: str) -> None:
+    now = time.monotonic()
+    if now - _burst.last < 60.0:
+        _burst.suppressed += 1
+        return
+    suppressed, _burst.suppressed, _burst.last = _burst.suppressed, 0, now
+    # Always called from an except block: exc_info is the error of llmlens' own.
+    logger.warning("llmlens: internal error in %s (the call was not affected; %d similar suppressed)",
+                   where, suppressed, exc_info=True)  # noqa: LOG014
+
+
+# --- what is fixed per decorated function ----------------------------------------------------
+class Spec:
+    """Everything known at decoration time, so calls only read it."""
+
+    __slots__ = (
+        "attempt_attrs",
+        "call_attrs",
+        "capture",
+        "drop_first",
+        "fn",
+        "has_model",
+        "hash_prompt",
+        "idempotency_key",
+        "name",
+        "policy",
+        "signature",
+        "single_attrs",
+        "timeout",
+        "validator",
+    )
+
+    def __init__(self, fn: Callable[..., Any], task: str | None, prompt_version: str | None,
+                 model: str | None, provider: str | None, operation: str, policy: RetryPolicy | None,
+                 timeout: float | None, output: Any, idempotency_key: str | Callable[..., str] | None,
+                 capture_content: bool | None, hash_prompt: bool) -> None:
+        self.fn = fn
+        self.name = task or getattr(fn, "__qualname__", None) or "llm.call"
+        common: dict[str, Any] = {sc.OPERATION_NAME: operation}
+        if task:
+            common[sc.TASK] = task
+        if prompt_version:
+            common[sc.PROMPT_VERSION] = prompt_version
+            if "@" in prompt_version:  # "ticket_prompt@3": the name is what comes before the @
+                common[sc.PROMPT_NAME] = prompt_version.rpartition("@")[0]
+        if model:
+            common[sc.REQUEST_MODEL] = model
+        if provider:
+            common[sc.PROVIDER_NAME] = provider
+        if isinstance(idempotency_key, str):
+            common[sc.IDEMPOTENCY_KEY] = idempotency_key
+        self.policy = policy if policy is not None and policy.max_retries > 0 else None
+        self.single_attrs = {**common, sc.SPAN_ROLE: sc.ROLE_ATTEMPT, sc.ATTEMPT: 1, sc.MAX_ATTEMPTS: 1,
+                             sc.FINAL: True}
+        max_attempts = self.policy.max_attempts if self.policy else 1
+        self.call_attrs = {**common, sc.SPAN_ROLE: sc.ROLE_CALL, sc.MAX_ATTEMPTS: max_attempts}
+        self.attempt_attrs = {**common, sc.SPAN_ROLE: sc.ROLE_ATTEMPT, sc.MAX_ATTEMPTS: max_attempts}
+        self.timeout = timeout
+        self.validator: Validator | None = make_validator(output, response_text) if output is not None else None
+        self.idempotency_key = idempotency_key if callable(idempotency_key) else None
+        self.has_model = model is not None
+        self.capture = capture_content
+        self.hash_prompt = hash_prompt
+        self.signature: inspect.Signature | None = None
+        self.drop_first = False
+        try:
+            self.signature = inspect.signature(fn)
+            params = list(self.signature.parameters)
+            self.drop_first = bool(params) and params[0] in ("self", "cls")
+        except (TypeError, ValueError):
+            pass
+
+    def input_text(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The call's input as JSON (messages= if given, else the arguments); only when asked for."""
+        messages = kwargs.get("messages")
+        if isinstance(messages, list):
+            return json.dumps(messages, default=_json_default, ensure_ascii=False)
+        if self.signature is not None:
+            try:
+                bound = self.signature.bind_partial(*args, **kwargs).arguments
+                if self.drop_first and bound:
+                    bound.pop(next(iter(bound)))
+                return json.dumps(bound, default=_json_default, ensure_ascii=False)
+            except TypeError:
+                pass
+        return json.dumps({"args": args, "kwargs": kwargs}, default=_json_default, ensure_ascii=False)
+
+
+def _json_default(obj: Any) -> Any:
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump()
+        except Exception:
+            return str(obj)
+    return str(obj)
+
+
+def _settings() -> _config.Settings:
+    return _config._state.settings or _config.get_settings()
+
+
+def _tracer() -> trace.Tracer:
+    return _config._state.tracer or _config.get_tracer()
+
+
+# --- one attempt: one provider request, one span --------------------------------------------
+class Attempt:
+    """A running attempt. Also the observer of a stream the call returned (see ``_streams``)."""
+
+    __slots__ = (
+        "call",
+        "capture",
+        "context",
+        "deadline",
+        "ended",
+        "first_item",
+        "outcome",
+        "recorded",
+        "span",
+        "spec",
+        "start",
+        "token",
+        "usage",
+    )
+
+    def __init__(self, spec: Spec, span: trace.Span, start: float, call: Call | None) -> None:
+        self.spec = spec
+        self.span = span
+        self.context: otel_context.Context | None = None
+        self.token: Token[otel_context.Context] | None = None
+        self.start = start
+        self.deadline = start + spec.timeout if spec.timeout is not None else None
+        self.recorded: dict[str, Any] | None = None
+        self.usage: StreamUsage | None = None
+        self.first_item = True
+        self.ended = False
+        self.call = call
+        self.capture = False
+        self.outcome: Any = NO_OUTPUT
+
+    # Observer protocol, for streams -------------------------------------------------------
+    def item(self, item: Any) -> None:
+        try:
+            if self.ended:
+                return
+            if self.first_item:
+                self.first_item = False
+                self.span.set_attribute(sc.RESPONSE_TIME_TO_FIRST_CHUNK, time.monotonic() - self.start)
+            usage = self.usage
+            if usage is None:
+                usage = self.usage = StreamUsage(self.capture or self.spec.validator is not None)
+            usage.add(item)
+        except Exception:
+            internal_error("stream item")
+
+    def done(self, exc: BaseException | None) -> BaseException | None:
+        """The stream ended: exhausted (exc None), or failed. Returns InvalidOutput to raise."""
+        if self.ended:
+            return None
+        try:
+            usage = self.usage
+            attrs = dict(usage.attrs) if usage is not None else {}
+            if exc is not None:
+                status, reason = _status.classify_exception(exc)
+                self.finish(status, reason, attrs, exc)
+                return None
+            text = usage.text() if usage is not None else None
+            if self.spec.validator is not None:
+                try:
+                    self.outcome = self.spec.validator(text)
+                except Exception as error:
+                    reason = failure_reason_of(error)
+                    failure = InvalidOutput(reason, error)
+                    self.finish(_status.INVALID_OUTPUT, reason, attrs, failure)
+                    failure.__cause__ = error
+                    return failure
+                last_output.set(self.outcome)
+            if self.capture and text is not None:
+                attrs[sc.OUTPUT_MESSAGES] = _output_messages(text, _settings().max_content_chars)
+            self.finish(_status.OK, None, attrs, None)
+        except Exception:
+            internal_error("stream end")
+        return None
+
+    def cancel(self) -> None:
+        if not self.ended:
+            try:
+                usage = self.usage
+                self.finish(_status.CANCELLED, "abandoned", dict(usage.attrs) if usage else {}, None)
+            except Exception:
+                internal_error("stream cancel")
+
+    # --------------------------------------------------------------------------------------
+    def finish(self, status: str, reason: str | None, attrs: dict[str, Any],
+               exc: BaseException | None, final: bool = True) -> None:
+        """End the span with the outcome. Never raises (callers guard it)."""
+        if self.ended:
+            return
+        self.ended = True
+        span = self.span
+        if self.recorded:
+            attrs.update(self.recorded)
+        attrs[sc.STATUS] = status
+        if reason is not None:
+            attrs[sc.FAILURE_REASON] = reason
+        call = self.call
+        if call is None:
+            attrs[sc.CALL_ID] = format(span.get_span_context().span_id, "016x")
+        else:
+            attrs[sc.FINAL] = final
+            if final:
+                attrs[sc.CALL_DURATION_MS] = (time.monotonic() - call.start) * 1000.0
+        if exc is not None:
+            attrs[sc.ERROR_TYPE] = type(exc).__qualname__
+        span.set_attributes(attrs)
+        if exc is not None:
+            _record_exception(span, exc, self.capture)
+        if status != _status.OK and status != _status.CANCELLED:
+            span.set_status(Status(_ERROR_STATUS, reason))
+        span.end()
+        if call is not None and final:
+            call.finish(status, reason, attrs)
+
+
+def _record_exception(span: trace.Span, exc: BaseException, capture: bool) -> None:
+    # Exception messages may quote prompts or answers (SDK errors echo response bodies):
+    # with capture off only the class and the frames are recorded.
+    if capture:
+        span.record_exception(exc, escaped=True)
+        return
+    frames = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
+    name = type(exc).__qualname__
+    span.add_event("exception", {"exception.type": name, "exception.message": name,
+                                 "exception.stacktrace": frames + name, "exception.escaped": True})
+
+
+def _output_messages(text: str, max_chars: int) -> str:
+    return json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": redact_text(text, max_chars)}]}],
+                      ensure_ascii=False)
+
+
+def _input_messages(text: str, messages: Any, max_chars: int) -> str:
+    """``gen_ai.input.messages``: chat messages in the conventions' shape, else the arguments as one."""
+    if isinstance(messages, list) and all(isinstance(m, dict) and "role" in m for m in messages):
+        # The budget is shared, so a long conversation cannot multiply the cap.
+        budget = max(max_chars // max(len(messages), 1), 64)
+        converted = []
+        for message in messages:
+            content = message.get("content")
+            text_of = content if isinstance(content, str) else json.dumps(content, default=_json_default,
+                                                                         ensure_ascii=False)
+            converted.append({"role": str(message["role"]),
+                              "parts": [{"type": "text", "content": redact_text(text_of, budget)}]})
+        return json.dumps(converted, ensure_ascii=False)
+    return json.dumps([{"role": "user", "parts": [{"type": "text", "content": redact_text(text, max_chars)}]}],
+                      ensure_ascii=False)
+
+
+class Call:
+    """The logical call around retried attempts: a span that is not a row."""
+
+    __slots__ = ("attempts", "call_id", "context", "key", "span", "start")
+
+    def __init__(self, span: trace.Span, start: float, key: str | None) -> None:
+        self.span = span
+        self.context = _set_span_in_context(span)
+        self.call_id = format(span.get_span_context().span_id, "016x")
+        self.start = start
+        self.attempts = 0
+        self.key = key
+
+    def finish(self, status: str, reason: str | None, final_attrs: dict[str, Any]) -> None:
+        attrs: dict[str, Any] = {sc.STATUS: status, sc.ATTEMPT: self.attempts,
+                                 sc.CALL_DURATION_MS: (time.monotonic() - self.start) * 1000.0}
+        if reason is not None:
+            attrs[sc.FAILURE_REASON] = reason
+        # Model and provider help a trace viewer; tokens stay on the attempts (no double count).
+        for key in (sc.REQUEST_MODEL, sc.RESPONSE_MODEL, sc.PROVIDER_NAME, sc.ERROR_TYPE):
+            if key in final_attrs:
+                attrs[key] = final_attrs[key]
+        self.span.set_attributes(attrs)
+        if status != _status.OK and status != _status.CANCELLED:
+            self.span.set_status(Status(_ERROR_STATUS, reason))
+        self.span.end()
+
+
+# --- starting spans ----------------------------------------------------------------------------
+ATTEMPT_KEY: Final = otel_context.create_key("llmlens-attempt")
+RETRY: Final[Any] = object()
+
+
+def begin(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any], call: Call | None = None,
+           number: int = 1, retry_reason: str | None = None, attach: bool = True) -> Attempt:
+    if call is None:
+        attrs = spec.single_attrs
+        parent = None
+    else:
+        attrs = dict(spec.attempt_attrs)
+        attrs[sc.ATTEMPT] = number
+        attrs[sc.CALL_ID] = call.call_id
+        if call.key is not None:
+            attrs[sc.IDEMPOTENCY_KEY] = call.key
+        if retry_reason is not None:
+            attrs[sc.RETRY_REASON] = retry_reason
+        parent = call.context
+    if kwargs and not spec.has_model:
+        model = kwargs.get("model")
+        if isinstance(model, str):
+            attrs = {**attrs, sc.REQUEST_MODEL: model}
+    span = _tracer().start_span(spec.name, context=parent, kind=SpanKind.CLIENT, attributes=attrs)
+    attempt = Attempt(spec, span, time.monotonic(), call)
+    capture = spec.capture
+    if capture is None:
+        capture = _settings().capture_content
+    if capture or spec.hash_prompt:
+        _record_input(attempt, capture, args, kwargs)
+    ctx = otel_context.set_value(ATTEMPT_KEY, attempt, _set_span_in_context(span, parent))
+    attempt.context = ctx
+    if attach:
+        attempt.token = _attach(ctx)
+    if spec.validator is not None:
+        # A stale object from an earlier call must not pass for this call's output.
+        last_output.set(NO_OUTPUT)
+    return attempt
+
+
+def _record_input(attempt: Attempt, capture: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    attempt.capture = capture
+    text = attempt.spec.input_text(args, kwargs)
+    attrs = {sc.PROMPT_HASH: prompt_hash(text)}
+    if capture:
+        attrs[sc.INPUT_MESSAGES] = _input_messages(text, kwargs.get("messages"), _settings().max_content_chars)
+    attempt.span.set_attributes(attrs)
+
+
+def begin_call(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+    key = spec.idempotency_key
+    attrs = spec.call_attrs
+    key_value = attrs.get(sc.IDEMPOTENCY_KEY)
+    if key is not None:
+        key_value = str(key(*args, **kwargs))
+        attrs = {**attrs, sc.IDEMPOTENCY_KEY: key_value}
+    span = _tracer().start_span(spec.name, kind=SpanKind.INTERNAL, attributes=attrs)
+    return Call(span, time.monotonic(), key_value)
+
+
+def abandon(call: Call, exc: BaseException | None) -> None:
+    """End a logical call between attempts (interrupted while backing off, or llmlens failed)."""
+    try:
+        status, reason = _status.classify_exception(exc) if exc is not None else (_status.ERROR, "llmlens")
+        call.finish(status, reason, {})
+    except Exception:
+        internal_error("ending a call")
+
+
+def release(attempt: Attempt) -> None:
+    if attempt.token is not None:
+        try:
+            _detach_token(attempt.token)
+        except Exception:
+            internal_error("context detach")
+        attempt.token = None
+
+
+
+# --- ending attempts -----------------------------------------------------------------------------
+def fail(attempt: Attempt, exc: BaseException, policy: RetryPolicy | None = None,
+          number: int = 1) -> tuple[float, str] | None:
+    """Record a failed attempt. Returns (delay, status) when the policy retries it."""
+    try:
+        status, reason = _status.classify_exception(exc)
+        if policy is not None and policy.should_retry(status, number):
+            delay = policy.delay(number, exc)
+            if delay is not None:
+                attempt.finish(status, reason, {}, exc, final=False)
+                return delay, status
+        attempt.finish(status, reason, {}, exc)
+    except Exception:
+        internal_error("recording a failure")
+    return None
+
+
+def settle(attempt: Attempt, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+            policy: RetryPolicy | None = None, number: int = 1) -> Any:
+    """Record a returned result; returns what the caller gets, or ``RETRY``. May raise InvalidOutput."""
+    try:
+        kind = _streams.stream_kind(result)
+        target = result
+        if kind == _streams.WRAPPER:
+            # Another instrumentation's proxy: a stream inside is traced where it is, anything
+            # else is read through the proxy like a plain response.
+            inner = _streams.unwrap(result)
+            if inner is None:
+                kind = _streams.NOT_A_STREAM
+                target = getattr(result, "__wrapped__", result)
+        if kind == _streams.COROUTINE:
+            return _settle_later(attempt, result, args, kwargs)
+        if kind:
+            attempt.span.set_attribute(sc.REQUEST_STREAM, True)
+            return _streams.wrap_stream(result, attempt, kind)
+        attrs = extract(target)
+    except Exception:
+        internal_error("reading the response")
+        attrs = {}
+    validator = attempt.spec.validator
+    if validator is not None:
+        try:
+            value = validator(result)
+        except Exception as error:
+            return _invalid(attempt, error, attrs, policy, number)
+        attempt.outcome = value
+        last_output.set(value)
+    try:
+        if attempt.capture:
+            text = response_text(result)
+            if text is not None:
+                attrs[sc.OUTPUT_MESSAGES] = _output_messages(text, _settings().max_content_chars)
+        attempt.finish(_status.OK, None, attrs, None)
+    except Exception:
+        internal_error("recording a result")
+    return result
+
+
+async def _settle_later(attempt: Attempt, awaitable: Any, args: tuple[Any, ...],
+                        kwargs: dict[str, Any]) -> Any:
+    """``def f(): return async_client.create(...)``: the request runs when the caller awaits."""
+    token = _attach(attempt.context) if attempt.context is not None else None
+    try:
+        timeout = attempt.spec.timeout
+        if timeout is None:
+            result = await awaitable
+        else:
+            async with asyncio.timeout(timeout):
+                result = await awaitable
+    except BaseException as exc:
+        fail(attempt, exc)
+        raise
+    finally:
+        if token is not None:
+            _detach_token(token)
+    return settle(attempt, result, args, kwargs)
+
+
+def _invalid(attempt: Attempt, error: Exception, attrs: dict[str, Any], policy: RetryPolicy | None,
+             number: int) -> Any:
+    reason = "ValidationError"
+    failure: InvalidOutput | None = None
+    try:
+        reason = failure_reason_of(error)
+        failure = InvalidOutput(reason, error, attempts=number)
+        if policy is not None and policy.should_retry(_status.INVALID_OUTPUT, number):
+            attempt.finish(_status.INVALID_OUTPUT, reason, attrs, failure, final=False)
+            return RETRY
+        attempt.finish(_status.INVALID_OUTPUT, reason, attrs, failure)
+    except Exception:
+        internal_error("recording invalid output")
+    # Recorded above before the cause is attached: the span's stack trace must not carry the
+    # validation error, whose message quotes the model's output.
+    if failure is None:
+        failure = InvalidOutput(reason, error, attempts=number)
+    raise failure from error

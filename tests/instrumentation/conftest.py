@@ -1,0 +1,77 @@
+"""Fixtures for decorator tests: the fake provider, real SDK clients, and in-memory spans."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import llmlens
+import pytest
+from fake_provider import FakeProvider, Reply
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+
+@pytest.fixture(scope="session")
+def _fake_server() -> Iterator[FakeProvider]:
+    with FakeProvider() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(_fake_server: FakeProvider) -> Iterator[FakeProvider]:
+    """The fake provider, with an empty script and no recorded requests."""
+    _fake_server._queue.clear()
+    _fake_server.requests.clear()
+    _fake_server.default = Reply()
+    yield _fake_server
+    _fake_server._queue.clear()
+
+
+@pytest.fixture
+def provider() -> TracerProvider:
+    return TracerProvider()
+
+
+class Spans:
+    """Finished spans, flushed on read."""
+
+    def __init__(self, exporter: InMemorySpanExporter) -> None:
+        self.exporter = exporter
+
+    def all(self) -> list[ReadableSpan]:
+        llmlens.flush()
+        return list(self.exporter.get_finished_spans())
+
+    def llmlens(self) -> list[ReadableSpan]:
+        return [s for s in self.all() if s.instrumentation_scope and s.instrumentation_scope.name == "llmlens"]
+
+    def one(self) -> ReadableSpan:
+        spans = self.llmlens()
+        assert len(spans) == 1, [dict(s.attributes or {}) for s in spans]
+        return spans[0]
+
+
+@pytest.fixture
+def spans(provider: TracerProvider) -> Spans:
+    """llmlens configured to export into memory through an explicit TracerProvider."""
+    exporter = InMemorySpanExporter()
+    llmlens.configure(tracer_provider=provider, exporter=exporter)
+    return Spans(exporter)
+
+
+@pytest.fixture
+def openai_client(fake: FakeProvider):  # type: ignore[no-untyped-def]
+    import openai
+
+    with openai.OpenAI(base_url=fake.url + "/v1", api_key="test", max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def anthropic_client(fake: FakeProvider):  # type: ignore[no-untyped-def]
+    import anthropic
+
+    # Native tracing off: the merge tests turn it on explicitly.
+    with anthropic.Anthropic(base_url=fake.url, api_key="test", max_retries=0,
+                             open_telemetry=False) as client:
+        yield client
