@@ -78,9 +78,20 @@ FIELDS: Final[dict[str, tuple[str, ...]]] = {
         "langfuse.observation.prompt.version",
     ),
     "ttft_s": (sc.RESPONSE_TIME_TO_FIRST_CHUNK, "gen_ai.server.time_to_first_token"),  # OpenLIT
-    "streaming": (sc.REQUEST_STREAM, "llm.is_streaming", "gen_ai.request.is_stream"),
-    "finish_reasons": (sc.RESPONSE_FINISH_REASONS, "llm.response.finish_reason", "gen_ai.response.finish_reason"),
-    "reported_cost": ("gen_ai.usage.cost", "llm.cost.total", "langfuse.observation.cost"),
+    "streaming": (
+        sc.REQUEST_STREAM,
+        "gen_ai.is_streaming",  # OpenLLMetry 0.4x+
+        "llm.is_streaming",
+        "gen_ai.request.is_stream",
+    ),
+    "finish_reasons": (
+        sc.RESPONSE_FINISH_REASONS,
+        "llm.response.finish_reason",
+        "gen_ai.response.finish_reason",
+        "llm.finish_reason",  # OpenInference
+        "anthropic.message.stop_reason",  # anthropic SDK native spans
+    ),
+    "reported_cost": ("gen_ai.usage.cost", "llm.cost.total"),
     "conversation_id": (sc.CONVERSATION_ID, "session.id", "langfuse.session.id", "traceloop.association.properties.session_id"),
     "http_status": ("http.response.status_code", "http.status_code"),
 }
@@ -105,6 +116,12 @@ CONTENT_KEYS: Final[frozenset[str]] = frozenset({
     "langfuse.trace.input", "langfuse.trace.output",
     "anthropic.tool_result.content",
     "llm.prompts", "llm.completions",
+    # OpenLIT's older names for tool arguments, retrieval queries and revised prompts.
+    "gen_ai.tool.args", "gen_ai.tool.input", "gen_ai.tool.output", "gen_ai.content.revised_prompt",
+    "gen_ai.content.reasoning", "gen_ai.retrieval.query", "gen_ai.retrieval.query.text",
+    "gen_ai.retrieval.documents",
+    # Langfuse copies the provider's error message, which can quote the prompt.
+    "langfuse.observation.status_message",
 })
 CONTENT_PREFIXES: Final[tuple[str, ...]] = (
     "gen_ai.prompt.",  # OpenLLMetry: gen_ai.prompt.0.content (gen_ai.prompt.name/version are consumed first)
@@ -121,6 +138,27 @@ CONTENT_PREFIXES: Final[tuple[str, ...]] = (
     "tool_call.function.arguments",
 )
 
+# Sources that write several facts into one JSON-encoded attribute: attribute -> field ->
+# keys (dotted for nested objects, "" for the whole value) in order of preference. Read
+# only for fields that no plain attribute above gave.
+JSON_FIELDS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
+    # Langfuse: its OpenAI integration stores OpenAI's usage object as is; other
+    # integrations and manual generations use Langfuse's input/output/total keys.
+    "langfuse.observation.usage_details": {
+        "input_tokens": ("input", "prompt_tokens", "input_tokens"),
+        "output_tokens": ("output", "completion_tokens", "output_tokens"),
+        "total_tokens": ("total", "total_tokens"),
+        "cache_read_tokens": ("cache_read_input_tokens", "input_cached_tokens", "input_cache_read",
+                              "prompt_tokens_details.cached_tokens"),
+        "cache_write_tokens": ("cache_creation_input_tokens", "input_cache_creation"),
+        "reasoning_tokens": ("output_reasoning_tokens", "completion_tokens_details.reasoning_tokens"),
+    },
+    "langfuse.observation.cost_details": {"reported_cost": ("total",)},
+    "langfuse.observation.metadata.finish_reason": {"finish_reasons": ("",)},
+    # OpenInference: the request's parameters; a failed call's span has no llm.model_name.
+    "llm.invocation_parameters": {"request_model": ("model",), "streaming": ("stream",)},
+}
+
 # Operations that are one request to a provider.
 REQUEST_OPERATIONS: Final[frozenset[str]] = frozenset({
     "chat", "text_completion", "completion", "generate_content", "embeddings", "embedding",
@@ -132,6 +170,8 @@ OPENINFERENCE_REQUEST_KINDS: Final[frozenset[str]] = frozenset({"LLM", "EMBEDDIN
 TRACELOOP_KIND: Final = "traceloop.span.kind"
 TRACELOOP_STRUCTURE_KINDS: Final[frozenset[str]] = frozenset({"workflow", "task", "agent", "tool"})
 LANGFUSE_TYPE: Final = "langfuse.observation.type"
+# Langfuse records when the first token arrived as a JSON-quoted ISO time, not a duration.
+LANGFUSE_COMPLETION_START: Final = "langfuse.observation.completion_start_time"
 LANGFUSE_REQUEST_TYPES: Final[frozenset[str]] = frozenset({"generation", "embedding"})
 
 # Provider SDK scopes that trace their own requests; the provider follows from the scope.

@@ -8,17 +8,15 @@ and duplicates are no-ops in the store.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
-
-from sqlalchemy import select, tuple_
 
 from llmlens import semconv as sc
 from llmlens.collector.normalize import Redactor, normalize
 from llmlens.collector.pricing import Pricer, row_cost
 from llmlens.collector.record import SpanRecord
-from llmlens.collector.schema import llm_spans
 from llmlens.collector.store import Store
 
 
@@ -37,6 +35,11 @@ class IngestResult:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         return self
+
+
+_PARENTS_SQLITE = ("SELECT trace_id, parent_span_id FROM llm_spans "
+                   "WHERE trace_id IN (SELECT value FROM json_each(?))")
+_PARENTS_POSTGRES = "SELECT trace_id, parent_span_id FROM llm_spans WHERE trace_id = ANY(%s)"
 
 
 def _has_usage(row: dict[str, Any]) -> bool:
@@ -128,17 +131,19 @@ class Ingestor:
         return kept
 
     def _stored_parents(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        # The unique index on (trace_id, span_id) serves this lookup by trace_id.
-        found: set[tuple[str, str]] = set()
-        cols = llm_spans.c
+        # One statement with the trace ids as a single parameter, run as is: compiling an
+        # expanding IN of ~1,500 parameters per batch cost 3-8 ms, several times the lookup.
+        # The unique index on (trace_id, span_id) serves the lookup by trace_id.
+        wanted = set(keys)
+        trace_ids = sorted({t for t, _ in keys})
+        params: tuple[Any, ...]
+        if self.store.dialect == "sqlite":
+            sql, params = _PARENTS_SQLITE, (json.dumps(trace_ids),)
+        else:
+            sql, params = _PARENTS_POSTGRES, (trace_ids,)
         with self.store.engine.connect() as conn:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                query = (select(cols.trace_id, cols.parent_span_id)
-                         .where(cols.trace_id.in_({t for t, _ in chunk}))
-                         .where(tuple_(cols.trace_id, cols.parent_span_id).in_(chunk)))
-                found.update((t, p) for t, p in conn.execute(query))
-        return found
+            rows = conn.exec_driver_sql(sql, params).fetchall()
+        return {(t, p) for t, p in rows if (t, p) in wanted}
 
     def ingest(self, records: Sequence[SpanRecord]) -> IngestResult:
         """Normalize, price and commit a batch in one transaction.

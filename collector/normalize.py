@@ -10,6 +10,7 @@ keeps the remaining attributes (minus prompt and answer content) as JSON.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -28,6 +29,10 @@ for _field, _names in _F.items():
         _INDEX.setdefault(_name, (_field, _rank))
 _CONTENT_KEYS = src.CONTENT_KEYS
 _CONTENT_PREFIXES = src.CONTENT_PREFIXES
+_JSON_FIELDS = src.JSON_FIELDS
+# "Error code: 429 - ..." is how the openai and anthropic SDKs word an HTTP error; sources
+# that record only the message (Langfuse) still tell the status code that way.
+_HTTP_CODE_IN_MESSAGE = re.compile(r"\bError code: ([1-5]\d\d)\b")
 
 Redactor = Callable[[str, int], str]
 
@@ -138,8 +143,43 @@ def _status_of(record: SpanRecord, attrs: Mapping[str, Any],
         return status, reason if status != _status.OK else None, error_type
     if record.status_code != STATUS_ERROR and error_type is None:
         return _status.OK, None, None
+    if http_status is None and error_type is None and record.status_message:
+        match = _HTTP_CODE_IN_MESSAGE.search(record.status_message)
+        if match:
+            http_status = int(match.group(1))
     status = _status.status_from_error_type(error_type, http_status)
     return status, error_type or "error", error_type
+
+
+def _seconds_after(moment: Any, start_unix_nano: int) -> float | None:
+    """Seconds from a span's start to an ISO 8601 time (optionally JSON-quoted), if after it."""
+    try:
+        text = json.loads(moment) if isinstance(moment, str) and moment.startswith('"') else moment
+        when = datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    seconds = when.timestamp() - start_unix_nano / 1e9
+    return seconds if seconds >= 0 else None
+
+
+def _fill_from_json(found: dict[str, Any], raw: Any, fields: Mapping[str, tuple[str, ...]]) -> None:
+    """Fill fields no plain attribute gave from one JSON-encoded attribute (``_sources.JSON_FIELDS``)."""
+    try:
+        document = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return
+    for name, keys in fields.items():
+        if name in found:
+            continue
+        for key in keys:
+            value: Any = document
+            for part in key.split(".") if key else ():
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is not None and not isinstance(value, (dict, list)):
+                found[name] = value
+                break
 
 
 def _content_value(value: Any, redact: Redactor | None, max_chars: int) -> Any:
@@ -171,6 +211,8 @@ def normalize(
     for key, value in attrs.items():
         slot = index.get(key)
         if slot is not None:
+            if value is None:  # an empty OTLP AnyValue says nothing: let another name speak
+                continue
             name, rank = slot
             if name not in ranks or rank < ranks[name]:
                 ranks[name] = rank
@@ -183,6 +225,11 @@ def normalize(
                 kept[key] = _content_value(value, redact, max_content_chars)
             continue
         kept[key] = value  # tuples (OTel sequences) encode as JSON arrays as they are
+
+    for json_name, json_fields in _JSON_FIELDS.items():
+        raw = attrs.get(json_name)
+        if raw is not None:
+            _fill_from_json(found, raw, json_fields)
 
     get = found.get
     response_model = _str(get("response_model"))
@@ -206,6 +253,8 @@ def normalize(
     service_name = _str(resource.get(sc.SERVICE_NAME)) if resource else None
     duration_ms = max(record.end_time_unix_nano - record.start_time_unix_nano, 0) / 1e6
     ttft = _float(get("ttft_s"))
+    if ttft is None and src.LANGFUSE_COMPLETION_START in attrs:
+        ttft = _seconds_after(attrs[src.LANGFUSE_COMPLETION_START], record.start_time_unix_nano)
     streaming_value = get("streaming")
     call_duration = _float(attrs.get(sc.CALL_DURATION_MS))
     if record.scope_name and record.scope_name != sc.SCOPE_NAME:

@@ -38,7 +38,9 @@ def _cmd_collector(args: argparse.Namespace) -> int:
         token=args.token,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         capture_content=args.capture_content,
+        queue_max_batches=args.queue_max_batches,
         alert_interval=args.alert_interval,
+        log_level=args.log_level,
     )
 
 
@@ -153,6 +155,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="keep prompts and answers (redacted) instead of dropping them")
     coll.add_argument("--alert-interval", type=float, default=60.0,
                       help="seconds between alert evaluations (0 disables)")
+    coll.add_argument("--queue-max-batches", type=int, default=32,
+                      help="requests waiting for the writer before senders get 503")
+    coll.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     coll.set_defaults(func=_cmd_collector)
 
     dash = sub.add_parser("dashboard", help="start the Streamlit dashboard on the store")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -78,7 +78,7 @@ def test_a_bad_override_file_is_a_clear_error(tmp_path: Path, text: str) -> None
 
 def test_historic_requests_are_priced_at_their_own_date() -> None:
     pricer = Pricer()
-    when = datetime(2025, 1, 15, tzinfo=timezone.utc)
+    when = datetime(2025, 1, 15, tzinfo=UTC)
     ours = pricer.cost("openai", "gpt-4o", input_tokens=1000, output_tokens=100, when=when)
     theirs = calc_price(Usage(input_tokens=1000, output_tokens=100), "gpt-4o", provider_id="openai",
                         genai_request_timestamp=when).total_price

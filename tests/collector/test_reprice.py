@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,11 +17,11 @@ def _rows() -> list[dict[str, object]]:
             "input_tokens": 1_000_000, "output_tokens": 0}
     return [
         {**base, "span_id": "a" * 16, "request_model": "acme-llm", "cost_usd": None,
-         "start_time": datetime(2026, 10, 1, tzinfo=timezone.utc)},
+         "start_time": datetime(2026, 10, 1, tzinfo=UTC)},
         {**base, "span_id": "b" * 16, "request_model": "acme-llm", "cost_usd": None,
-         "start_time": datetime(2026, 11, 20, tzinfo=timezone.utc)},
+         "start_time": datetime(2026, 11, 20, tzinfo=UTC)},
         {**base, "span_id": "c" * 16, "request_model": "gpt-4o-mini", "cost_usd": 0.15,
-         "start_time": datetime(2026, 11, 20, tzinfo=timezone.utc)},
+         "start_time": datetime(2026, 11, 20, tzinfo=UTC)},
     ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from llmlens.collector.store import (
 def _row(span_id: str, **values: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "trace_id": "ab" * 16, "span_id": span_id, "name": "chat gpt-4o-mini",
-        "start_time": datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc), "duration_ms": 120.0,
+        "start_time": datetime(2026, 11, 27, 10, 0, tzinfo=UTC), "duration_ms": 120.0,
         "status": "ok", "attempt": 1, "final": True, "streaming": False, "attributes": {"k": "v"},
         "request_model": "gpt-4o-mini", "input_tokens": 1000, "output_tokens": 200, "cost_usd": 0.00027,
     }
@@ -53,7 +53,7 @@ def test_timestamps_come_back_as_utc_whatever_zone_they_went_in_with(db_url: str
     paris = timezone(timedelta(hours=1))
     store.insert_rows([_row("4" * 16, start_time=datetime(2026, 11, 27, 11, 0, tzinfo=paris))])
     (row,) = store.fetch_rows()
-    assert row["start_time"] == datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
+    assert row["start_time"] == datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
     assert row["start_time"].utcoffset() == timedelta(0)
     assert row["attributes"] == {"k": "v"}
     assert row["final"] is True and row["streaming"] is False

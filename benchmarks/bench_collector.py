@@ -1,0 +1,220 @@
+"""Collector throughput: spans/s stored through POST /v1/traces against decoding alone.
+
+    python benchmarks/bench_collector.py [--batches 120] [--clients 3] [--db sqlite|URL]
+
+Builds ``--batches`` OTLP protobuf requests of 512 realistic GenAI spans (several
+providers, models and tasks; usage, cache tokens, finish reasons, some errors, each span
+under an application span that is not exported in the same batch), then
+
+1. decodes them all in this process: the ceiling the HTTP layer and store work against;
+2. starts the collector as a subprocess (``python -m llmlens.collector.server``) on a
+   temporary SQLite file and posts the same requests from ``--clients`` concurrent
+   clients, retrying 503s as exporters do. Every 200 means committed, so the time to the
+   last 200 is the time to store everything.
+
+Prints both rates, their ratio, and the collector's peak RSS (VmHWM). Target: at least
+20,000 spans/s stored on SQLite on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from llmlens.collector.otlp import decode_protobuf
+
+SPANS_PER_BATCH = 512
+_MODELS = [
+    ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
+    ("openai", "gpt-4.1", "gpt-4.1-2025-04-14"),
+    ("anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5-20250929"),
+    ("anthropic", "claude-haiku-4-5", "claude-haiku-4-5-20251001"),
+]
+_TASKS = ["summarize", "classify", "extract", "answer", "route"]
+
+
+def _kv(key: str, value: object) -> KeyValue:
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    if isinstance(value, float):
+        return KeyValue(key=key, value=AnyValue(double_value=value))
+    if isinstance(value, tuple):
+        values = [AnyValue(string_value=v) for v in value]
+        return KeyValue(key=key, value=AnyValue(array_value={"values": values}))
+    return KeyValue(key=key, value=AnyValue(string_value=str(value)))
+
+
+def build_requests(batches: int, seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    start_ns = time.time_ns() - 3600 * 10**9
+    bodies = []
+    for b in range(batches):
+        request = ExportTraceServiceRequest()
+        resource_spans = request.resource_spans.add()
+        resource_spans.resource.attributes.extend([
+            _kv("service.name", "checkout-api"), _kv("telemetry.sdk.language", "python"),
+            _kv("telemetry.sdk.name", "opentelemetry"), _kv("telemetry.sdk.version", "1.45.2"),
+            _kv("deployment.environment", "production"),
+        ])
+        scope_spans = resource_spans.scope_spans.add()
+        scope_spans.scope.name = "opentelemetry.instrumentation.openai_v2"
+        scope_spans.scope.version = "2.4b0"
+        for i in range(SPANS_PER_BATCH):
+            provider, model, response_model = rng.choice(_MODELS)
+            span = scope_spans.spans.add()
+            span.trace_id = rng.randbytes(16)
+            span.span_id = rng.randbytes(8)
+            span.parent_span_id = rng.randbytes(8)
+            span.name = f"chat {model}"
+            span.kind = 3
+            span.start_time_unix_nano = start_ns + (b * SPANS_PER_BATCH + i) * 1_000_000
+            span.end_time_unix_nano = span.start_time_unix_nano + rng.randint(200, 4000) * 1_000_000
+            failed = rng.random() < 0.03
+            attributes = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": provider,
+                "gen_ai.request.model": model,
+                "gen_ai.request.temperature": 0.2,
+                "gen_ai.request.max_tokens": 1024,
+                "server.address": f"api.{provider}.com",
+                "server.port": 443,
+                "llmlens.task": rng.choice(_TASKS),
+                "gen_ai.prompt.name": "support-answer",
+                "gen_ai.prompt.version": f"v{rng.randint(1, 4)}",
+            }
+            if failed:
+                attributes["error.type"] = "RateLimitError"
+                span.status.code = 2
+            else:
+                attributes.update({
+                    "gen_ai.response.model": response_model,
+                    "gen_ai.response.id": f"resp_{rng.getrandbits(64):016x}",
+                    "gen_ai.response.finish_reasons": ("stop",),
+                    "gen_ai.usage.input_tokens": rng.randint(200, 6000),
+                    "gen_ai.usage.output_tokens": rng.randint(20, 800),
+                    "gen_ai.usage.cache_read.input_tokens": rng.choice([0, 0, 128, 1024]),
+                })
+            span.attributes.extend(_kv(k, v) for k, v in attributes.items())
+        bodies.append(request.SerializeToString())
+    return bodies
+
+
+def measure_decode(bodies: list[bytes]) -> float:
+    started = time.perf_counter()
+    spans = sum(len(decode_protobuf(body).records) for body in bodies)
+    return spans / (time.perf_counter() - started)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_collector(bodies: list[bytes], clients: int, db_url: str, queue: int) -> tuple[float, float, int]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmlens.collector.server", "--port", str(port), "--db", db_url,
+         "--log-level", "warning", "--queue-max-batches", str(queue)],
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("collector did not start")
+        pending = list(bodies)
+        lock = threading.Lock()
+        refused = [0]
+
+        def client() -> None:
+            with httpx.Client(timeout=60) as http:
+                while True:
+                    with lock:
+                        if not pending:
+                            return
+                        body = pending.pop()
+                    while True:
+                        answer = http.post(url + "/v1/traces", content=body,
+                                           headers={"content-type": "application/x-protobuf"})
+                        if answer.status_code == 200:
+                            break
+                        if answer.status_code not in (429, 503):
+                            raise RuntimeError(f"collector answered {answer.status_code}")
+                        with lock:
+                            refused[0] += 1
+                        time.sleep(0.05)  # a real exporter waits Retry-After; this keeps the pressure on
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        metrics = httpx.get(url + "/metrics").text
+        values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
+                  if line and not line.startswith("#") and "{" not in line}
+        stored = int(values["llmlens_collector_spans_stored_total"])
+        commits = values["llmlens_collector_batches_committed_total"]
+        busy = values["llmlens_collector_commit_seconds_total"]
+        print(f"  writer: {commits:.0f} transactions, {stored / max(commits, 1):.0f} rows each, "
+              f"busy {busy / elapsed:.0%} of the run")
+        peak = _peak_rss_mib(process.pid)
+    finally:
+        process.terminate()
+        process.wait(30)
+    return stored / elapsed, peak, refused[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batches", type=int, default=120)
+    parser.add_argument("--clients", type=int, default=3)
+    parser.add_argument("--queue", type=int, default=32, help="collector --queue-max-batches")
+    parser.add_argument("--db", default="sqlite", help="'sqlite' for a temp file, or a store URL")
+    args = parser.parse_args()
+
+    print(f"building {args.batches} requests of {SPANS_PER_BATCH} spans…", flush=True)
+    bodies = build_requests(args.batches)
+    print(f"  {sum(map(len, bodies)) / len(bodies) / 1024:.0f} KiB per request (protobuf)")
+    decode_rate = max(measure_decode(bodies) for _ in range(3))
+    print(f"decode only:            {decode_rate:>10,.0f} spans/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        db_url = f"sqlite:///{os.path.join(tmp, 'bench.db')}" if args.db == "sqlite" else args.db
+        stored_rate, peak, refused = measure_collector(bodies, args.clients, db_url, args.queue)
+    print(f"stored via collector:   {stored_rate:>10,.0f} spans/s  "
+          f"({args.clients} clients, {refused} 503s retried)")
+    print(f"ratio stored/decode:    {stored_rate / decode_rate:>10.2f}")
+    print(f"collector peak RSS:     {peak:>10.0f} MiB")
+    print(f"target ≥ 20,000 spans/s stored: {'met' if stored_rate >= 20_000 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,398 @@
+"""``llmlens collector``: the OTLP/HTTP receiver, so any process in any language can send spans.
+
+The endpoint does what Phoenix's does and no more: it checks the request (token, media
+type, size before and after decompression) and enqueues the body. The single
+:class:`~llmlens.collector._writer.BatchWriter` thread decodes, normalizes, prices and
+commits; the handler answers 200 only after its batch is committed.
+
+=====================================  ======================================================
+``POST /v1/traces``                    OTLP/HTTP, protobuf or JSON, optionally gzip/deflate
+``GET /healthz``                       readiness, including the database (no token needed)
+``GET /metrics``                       counters in the Prometheus text format
+=====================================  ======================================================
+
+Failures, each with a ``google.rpc.Status`` body in the request's encoding:
+401 missing/wrong bearer token; 415 unsupported media type or content encoding;
+413 body over ``max_body_bytes`` before or after decompression; 400 undecodable body;
+503 with ``Retry-After`` when the write queue is full, the database is down or the
+collector is shutting down (OTLP exporters retry those; a retried batch is a no-op).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from llmlens.collector import otlp
+from llmlens.collector._body import BodyError, decompress, read_body
+from llmlens.collector._metrics import Metrics
+from llmlens.collector._writer import BatchWriter, IngestFn, QueueFull
+from llmlens.collector.store import StoreUnavailable, resolve_url
+
+logger = logging.getLogger("llmlens.collector")
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 4318
+DEFAULT_MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # a batch of 512 GenAI spans is ~0.3 MiB
+DEFAULT_QUEUE_MAX_BATCHES: Final = 32
+# Compressed bodies this large are inflated off the event loop so /healthz and the other
+# connections keep being served meanwhile; small ones are not worth the thread hop.
+_OFFLOAD_BYTES: Final = 64 * 1024
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """Everything the collector service needs, resolved once (see :meth:`resolve`)."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    db_url: str | None = None
+    token: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    capture_content: bool = False
+    queue_max_batches: int = DEFAULT_QUEUE_MAX_BATCHES
+    # Bytes of request bodies held at once (being read, queued or committing); beyond it
+    # new requests get 503. With the queue bound this is what bounds memory under a flood.
+    max_inflight_bytes: int = 64 * 1024 * 1024
+    # How long a request waits for its batch's commit before answering 503 (retry later).
+    commit_timeout: float = 10.0
+    retry_after: int = 1
+    shutdown_timeout: float = 10.0
+    # Seconds between evaluations of the alert rules; 0 disables them.
+    alert_interval: float = 60.0
+
+    @classmethod
+    def resolve(cls, **explicit: Any) -> CollectorSettings:
+        """Explicit values (None = not given) over ``LLMLENS_DB_URL`` / ``LLMLENS_COLLECTOR_TOKEN``."""
+        given = {k: v for k, v in explicit.items() if v is not None}
+        settings = cls(**given)
+        if settings.db_url is None:
+            settings = replace(settings, db_url=resolve_url(None))
+        if settings.token is None and os.environ.get("LLMLENS_COLLECTOR_TOKEN"):
+            settings = replace(settings, token=os.environ["LLMLENS_COLLECTOR_TOKEN"])
+        if settings.max_body_bytes < 1024:
+            raise ValueError("max_body_bytes must be at least 1024")
+        if settings.queue_max_batches < 1:
+            raise ValueError("queue_max_batches must be at least 1")
+        return settings
+
+
+class _Service:
+    """The endpoints, bound to one writer and one store."""
+
+    def __init__(self, settings: CollectorSettings, store: Any, ingest: IngestFn | None) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = Metrics()
+        self._ingest = ingest
+        self.writer: BatchWriter | None = None
+        expected = settings.token
+        self._token = expected.encode() if expected else None
+        self._retry_after = str(settings.retry_after)
+        self._inflight = 0  # bytes reserved by requests in progress (event loop only: no lock)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        if self.store is None:
+            from llmlens.collector.store import open_store
+
+            self.store = await anyio.to_thread.run_sync(open_store, self.settings.db_url)
+        ingest = self._ingest
+        if ingest is None:
+            from llmlens.collector.ingest import Ingestor
+            from llmlens.collector.pricing import Pricer
+
+            ingestor = Ingestor(self.store, Pricer.from_env(), capture_content=self.settings.capture_content)
+            ingest = ingestor.ingest
+        self.writer = BatchWriter(
+            ingest,
+            max_batches=self.settings.queue_max_batches,
+            retry_after=self.settings.retry_after,
+            metrics=self.metrics,
+        )
+        self.writer.start()
+        async with anyio.create_task_group() as tasks:
+            if self.settings.alert_interval > 0:
+                tasks.start_soon(self._evaluate_alerts, self.settings.alert_interval)
+            try:
+                yield
+            finally:
+                tasks.cancel_scope.cancel()
+                # uvicorn has stopped accepting and finished in-flight requests by now: commit
+                # whatever they queued so every acknowledged span is stored before exit.
+                await anyio.to_thread.run_sync(self.writer.close, self.settings.shutdown_timeout)
+
+    async def _evaluate_alerts(self, interval: float) -> None:
+        """Evaluate the alert rules every ``interval`` seconds; a failure is logged, never fatal."""
+        from llmlens.collector.alerts import check_alerts, ensure_default_rule
+
+        try:
+            await anyio.to_thread.run_sync(ensure_default_rule, self.store)
+        except Exception as exc:  # noqa: BLE001 - the collector serves spans without alerts
+            logger.warning("llmlens collector: could not add the default alert rule: %s", exc)
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await anyio.to_thread.run_sync(check_alerts, self.store)
+            except Exception as exc:  # noqa: BLE001 - the database may be down; the next round tries
+                logger.warning("llmlens collector: alert evaluation failed: %s", exc)
+
+    # --- POST /v1/traces ---------------------------------------------------------------------
+
+    async def traces(self, request: Request) -> Response:
+        media = _media_type(request.headers.get("content-type", ""))
+        self.metrics.add(requests=1)
+        if not self._authorized(request):
+            return self._fail(media or otlp.JSON, 401, otlp.UNAUTHENTICATED, "missing or wrong bearer token",
+                              {"WWW-Authenticate": "Bearer"})
+        if media is None:
+            return self._fail(otlp.JSON, 415, otlp.INVALID_ARGUMENT,
+                              "Content-Type must be application/x-protobuf or application/json")
+        writer = self.writer
+        assert writer is not None, "lifespan not started"
+        refusal = writer.refusal()
+        if refusal is not None:
+            # Refused before reading the body: under a flood, shedding load must be cheap.
+            return self._busy(media, refusal)
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        reserved = min(int(declared), limit) if declared.isdigit() else limit
+        if self._inflight + reserved > self.settings.max_inflight_bytes:
+            return self._busy(media, "too many request bodies in progress")
+        self._inflight += reserved
+        try:
+            return await self._export(request, writer, media, reserved)
+        finally:
+            self._inflight -= reserved
+
+    async def _export(self, request: Request, writer: BatchWriter, media: str, reserved: int) -> Response:
+        limit = self.settings.max_body_bytes
+        try:
+            body = await read_body(request, limit)
+            encoding = request.headers.get("content-encoding", "")
+            if encoding and len(body) > _OFFLOAD_BYTES:
+                # zlib releases the GIL; off the loop, other requests go on meanwhile.
+                body = await anyio.to_thread.run_sync(decompress, body, encoding, limit)
+            else:
+                body = decompress(body, encoding, limit)
+        except BodyError as exc:
+            return self._fail(media, exc.status, exc.grpc_code, str(exc))
+        except ClientDisconnect:
+            return Response(status_code=400)
+        # A compressed body holds its inflated size from here on: account for the difference.
+        extra = max(0, len(body) - reserved)
+        if extra and self._inflight + extra > self.settings.max_inflight_bytes:
+            return self._busy(media, "too many request bodies in progress")
+        self._inflight += extra
+        try:
+            return await self._commit(writer, body, media)
+        finally:
+            self._inflight -= extra
+
+    async def _commit(self, writer: BatchWriter, body: bytes, media: str) -> Response:
+        try:
+            # The writer thread decodes, then commits; see _writer for why decoding is there.
+            future = writer.submit(body, media)
+            with anyio.fail_after(self.settings.commit_timeout):
+                batch = await asyncio.wrap_future(future)
+        except otlp.OTLPDecodeError as exc:
+            return self._fail(media, 400, otlp.INVALID_ARGUMENT, str(exc))
+        except (QueueFull, StoreUnavailable) as exc:
+            return self._busy(media, str(exc) or "the database is unavailable")
+        except TimeoutError:
+            # Still queued or committing: the exporter's retry is a no-op if it commits.
+            return self._busy(media, "the batch was not committed in time")
+        except Exception:  # noqa: BLE001 - the writer logged it; the sender gets a clear 500
+            return self._fail(media, 500, otlp.INTERNAL, "the batch could not be stored")
+        self.metrics.response(200)
+        return Response(otlp.encode_response(media, batch.rejected, batch.message), media_type=media)
+
+    def _authorized(self, request: Request) -> bool:
+        if self._token is None:
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        # compare_digest: the time taken must not tell an attacker how much of a guess matched.
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
+
+    def _busy(self, media: str, reason: str) -> Response:
+        return self._fail(media, 503, otlp.UNAVAILABLE, f"{reason}; retry later",
+                          {"Retry-After": self._retry_after})
+
+    def _fail(self, media: str, status: int, code: int, message: str,
+              headers: dict[str, str] | None = None) -> Response:
+        self.metrics.response(status)
+        if status >= 500:
+            logger.debug("collector answered %d: %s", status, message)
+        return Response(otlp.encode_status(media, code, message), status_code=status, media_type=media,
+                        headers=headers)
+
+    # --- GET /healthz, GET /metrics ------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        writer = self.writer
+        database_up = False
+        with contextlib.suppress(Exception), anyio.move_on_after(3):
+            database_up = bool(await anyio.to_thread.run_sync(self.store.ping, abandon_on_cancel=True))
+        ready = (database_up and writer is not None and writer.alive
+                 and writer.refusal() != "the collector is shutting down")
+        body = {
+            "status": "ok" if ready else "unavailable",
+            "database": "up" if database_up else "down",
+            "queue_depth": writer.depth if writer else 0,
+            "queue_capacity": self.settings.queue_max_batches,
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def metrics_text(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return PlainTextResponse("missing or wrong bearer token\n", 401, {"WWW-Authenticate": "Bearer"})
+        writer = self.writer
+        gauges = {
+            "queue_depth": (writer.depth if writer else 0, "Batches waiting for the writer."),
+            "queue_capacity": (self.settings.queue_max_batches, "Most batches the queue holds before 503."),
+            "database_up": (1 if writer is not None and writer.database_up else 0,
+                            "1 unless the last commit found the database unavailable."),
+        }
+        return PlainTextResponse(self.metrics.render(gauges), media_type="text/plain; version=0.0.4")
+
+
+def _media_type(content_type: str) -> str | None:
+    base = content_type.split(";", 1)[0].strip().lower()
+    if base in ("application/x-protobuf", "application/protobuf"):
+        return otlp.PROTOBUF
+    if base == "application/json":
+        return otlp.JSON
+    return None
+
+
+def create_app(
+    settings: CollectorSettings | None = None, *, store: Any = None, ingest: IngestFn | None = None
+) -> Starlette:
+    """The collector as an ASGI app. The store is opened (and the writer started) in its lifespan.
+
+    ``store`` and ``ingest`` replace the store from ``settings.db_url`` and the default
+    :class:`~llmlens.collector.ingest.Ingestor` (tests use them to stage slow or failing writes).
+    """
+    service = _Service(settings or CollectorSettings.resolve(), store, ingest)
+    app = Starlette(
+        routes=[
+            Route("/v1/traces", service.traces, methods=["POST"]),
+            Route("/healthz", service.healthz, methods=["GET"]),
+            Route("/metrics", service.metrics_text, methods=["GET"]),
+        ],
+        lifespan=service.lifespan,
+    )
+    app.state.service = service
+    return app
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    db_url: str | None = None,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    capture_content: bool = False,
+    queue_max_batches: int = DEFAULT_QUEUE_MAX_BATCHES,
+    *,
+    alert_interval: float = 60.0,
+    log_level: str = "info",
+) -> int:
+    """Run the collector under uvicorn until SIGTERM or SIGINT; return the exit code.
+
+    On a signal, uvicorn stops accepting, lets in-flight requests finish (their batches
+    commit), then the writer drains its queue; the process then exits 0.
+    """
+    import signal
+
+    import uvicorn
+
+    from llmlens.collector.store import dispose_engines, open_store
+
+    try:
+        settings = CollectorSettings.resolve(host=host, port=port, db_url=db_url, token=token,
+                                             max_body_bytes=max_body_bytes, capture_content=capture_content,
+                                             queue_max_batches=queue_max_batches,
+                                             alert_interval=alert_interval)
+        # Opened before uvicorn starts, so an unreachable or outdated store is one clear line.
+        store = open_store(settings.db_url)
+    except Exception as exc:  # noqa: BLE001 - every startup failure is one line and exit 1
+        print(f"llmlens collector: {exc}", file=sys.stderr)
+        return 1
+    if settings.token is None and not _is_loopback(settings.host):
+        print(f"llmlens collector: warning: listening on {settings.host} without a token; anyone who can "
+              "reach it can write spans (set --token or LLMLENS_COLLECTOR_TOKEN)", file=sys.stderr)
+    config = uvicorn.Config(
+        create_app(settings, store=store),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        # Connections and tasks at once (max_inflight_bytes bounds their bodies); uvicorn
+        # answers 503 beyond it.
+        limit_concurrency=4 * settings.queue_max_batches + 64,
+        timeout_graceful_shutdown=int(settings.commit_timeout) + 5,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the signal it caught once it has shut down, which would kill the
+    # process with the default handler after a clean drain; a no-op handler makes that exit 0.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run()
+    except SystemExit as exc:  # uvicorn's own startup failures (e.g. the port is taken)
+        return exc.code if isinstance(exc.code, int) else 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        dispose_engines()
+    return 0 if server.started else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m llmlens.collector.server``: the same flags as ``llmlens collector``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="llmlens collector",
+                                     description="Receive OTLP/HTTP spans into the store.")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--db", dest="db_url", default=None, help="store URL (default: $LLMLENS_DB_URL)")
+    parser.add_argument("--token", default=None, help="bearer token (default: $LLMLENS_COLLECTOR_TOKEN)")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument("--capture-content", action="store_true", help="keep prompts and answers, redacted")
+    parser.add_argument("--queue-max-batches", type=int, default=DEFAULT_QUEUE_MAX_BATCHES)
+    parser.add_argument("--alert-interval", type=float, default=60.0, help="seconds; 0 disables alerts")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    return serve(args.host, args.port, args.db_url, args.token, args.max_body_bytes, args.capture_content,
+                 args.queue_max_batches, alert_interval=args.alert_interval, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
