@@ -257,6 +257,7 @@ def normalize(
         ttft = _seconds_after(attrs[src.LANGFUSE_COMPLETION_START], record.start_time_unix_nano)
     streaming_value = get("streaming")
     call_duration = _float(attrs.get(sc.CALL_DURATION_MS))
+    final = _bool(attrs.get(sc.FINAL, True))
     if record.scope_name and record.scope_name != sc.SCOPE_NAME:
         kept["otel.scope.name"] = record.scope_name
     if capture_content and record.status_message and status != _status.OK:
@@ -292,8 +293,9 @@ def normalize(
         "call_id": _str(attrs.get(sc.CALL_ID), 16) or record.span_id,
         "attempt": _int(attrs.get(sc.ATTEMPT)) or 1,
         "max_attempts": _int(attrs.get(sc.MAX_ATTEMPTS)),
-        "final": _bool(attrs.get(sc.FINAL, True)),
-        "call_duration_ms": call_duration if call_duration is not None else duration_ms,
+        "final": final,
+        # The logical call's duration rides on its final attempt only (DESIGN.md).
+        "call_duration_ms": call_duration if call_duration is not None else (duration_ms if final else None),
         "idempotency_key": _str(attrs.get(sc.IDEMPOTENCY_KEY)),
         "streaming": _bool(streaming_value) if streaming_value is not None else ttft is not None,
         "finish_reason": _str(get("finish_reasons"), 64),

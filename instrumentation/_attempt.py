@@ -359,6 +359,10 @@ def begin(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any], call: Call 
            number: int = 1, retry_reason: str | None = None, attach: bool = True) -> Attempt:
     if call is None:
         attrs = spec.single_attrs
+        if spec.idempotency_key is not None:
+            key = _key_of(spec, args, kwargs)
+            if key is not None:
+                attrs = {**attrs, sc.IDEMPOTENCY_KEY: key}
         parent = None
     else:
         attrs = dict(spec.attempt_attrs)
@@ -399,13 +403,23 @@ def _record_input(attempt: Attempt, capture: bool, args: tuple[Any, ...], kwargs
     attempt.span.set_attributes(attrs)
 
 
+def _key_of(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The idempotency key a key function gives for these arguments (None if it fails)."""
+    assert spec.idempotency_key is not None
+    try:
+        return str(spec.idempotency_key(*args, **kwargs))[:255]
+    except Exception:  # a broken key function must not break the call it describes
+        internal_error("computing the idempotency key")
+        return None
+
+
 def begin_call(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
-    key = spec.idempotency_key
     attrs = spec.call_attrs
     key_value = attrs.get(sc.IDEMPOTENCY_KEY)
-    if key is not None:
-        key_value = str(key(*args, **kwargs))
-        attrs = {**attrs, sc.IDEMPOTENCY_KEY: key_value}
+    if spec.idempotency_key is not None:
+        key_value = _key_of(spec, args, kwargs)
+        if key_value is not None:
+            attrs = {**attrs, sc.IDEMPOTENCY_KEY: key_value}
     span = _tracer().start_span(spec.name, kind=SpanKind.INTERNAL, attributes=attrs)
     return Call(span, time.monotonic(), key_value)
 

@@ -282,6 +282,24 @@ def test_idempotency_key_is_recorded(spans: Spans) -> None:
     assert spans.one().attributes[sc.IDEMPOTENCY_KEY] == "order-42"  # type: ignore[index]
 
 
+def test_a_key_function_is_applied_to_a_call_without_retries(spans: Spans) -> None:
+    @llmlens.observe(idempotency_key=lambda order: f"order-{order}")
+    def call(order: int) -> str:
+        return ""
+
+    call(7)
+    assert spans.one().attributes[sc.IDEMPOTENCY_KEY] == "order-7"  # type: ignore[index]
+
+
+def test_a_broken_key_function_does_not_break_the_call(spans: Spans) -> None:
+    @llmlens.observe(idempotency_key=lambda order: 1 / 0)
+    def call(order: int) -> str:
+        return "answer"
+
+    assert call(7) == "answer"
+    assert sc.IDEMPOTENCY_KEY not in (spans.one().attributes or {})
+
+
 def test_invalid_decorator_arguments_fail_at_definition_time() -> None:
     with pytest.raises(ValueError):
         llmlens.observe(timeout=0)

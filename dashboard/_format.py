@@ -1,0 +1,64 @@
+"""How numbers read on the dashboard: money, rates, durations, counts.
+
+Pure functions, shared by the views and the charts, so "$0.0042" in a KPI and in a hover
+label are written the same way. ``None`` (no data, an unpriced cost) reads as "—", never 0.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+NONE = "—"
+
+
+def usd(value: float | None) -> str:
+    """Dollars: cents for sums a person budgets, more decimals for the price of single calls."""
+    if value is None:
+        return NONE
+    if abs(value) >= 1 or value == 0:
+        return f"${value:,.2f}"
+    if abs(value) >= 0.01:
+        return f"${value:.4f}"
+    return f"${value:.6f}"  # a small model's call costs a few millionths
+
+
+def pct(value: float | None) -> str:
+    """A rate in [0, 1] as a percentage with one decimal."""
+    return NONE if value is None else f"{value * 100:.1f}%"
+
+
+def ms(value: float | None) -> str:
+    """A duration given in milliseconds, in the unit that keeps it short."""
+    if value is None:
+        return NONE
+    if value >= 10_000:
+        return f"{value / 1000:.1f} s"
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
+    return f"{value:.0f} ms"
+
+
+def count(value: int | None) -> str:
+    """A count with thousands separators."""
+    return NONE if value is None else f"{value:,}"
+
+
+def tokens(value: int | None) -> str:
+    """A token count, abbreviated past ten thousand (1.2M, 35k)."""
+    if value is None:
+        return NONE
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:.1f}M"
+    if value >= 10_000:
+        return f"{value / 1000:.0f}k"
+    return f"{value:,}"
+
+
+def when(value: datetime | None) -> str:
+    """A UTC timestamp to the second."""
+    return NONE if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def label(value: str | None) -> str:
+    """A group label; rows without one (other instrumentations' spans) read "(none)"."""
+    return "(none)" if value is None else str(value)
