@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from llmlens import semconv as sc
+from llmlens.collector._sources import SCOPE_PROVIDERS
 from llmlens.collector.normalize import Redactor, normalize
 from llmlens.collector.pricing import Pricer, row_cost
 from llmlens.collector.record import SpanRecord
@@ -44,6 +45,10 @@ _PARENTS_POSTGRES = "SELECT trace_id, parent_span_id FROM llm_spans WHERE trace_
 
 def _has_usage(row: dict[str, Any]) -> bool:
     return row["input_tokens"] is not None or row["output_tokens"] is not None
+
+
+def _is_provider_level(row: dict[str, Any]) -> bool:
+    return row["attributes"].get("otel.scope.name") in SCOPE_PROVIDERS
 
 
 def _is_llmlens(row: dict[str, Any]) -> bool:
@@ -109,11 +114,13 @@ class Ingestor:
             key = (row["trace_id"], row["parent_span_id"])
             if row["parent_span_id"] and key in candidates and _has_usage(row):
                 parents_with_leaf.add(key)
-        # llmlens attempts need no lookup: a provider SDK span under one is marked merged
-        # in the application and never becomes a row.
+        # No lookup for llmlens attempts (a provider SDK span under one is marked merged in
+        # the application and never becomes a row) nor for spans of provider-level
+        # instrumentations: they wrap one HTTP request and have no LLM call below them.
         outside = [(r["trace_id"], r["span_id"]) for r in rows
                    if (r["trace_id"], r["span_id"]) in candidates
-                   and (r["trace_id"], r["span_id"]) not in parents_with_leaf and not _is_llmlens(r)]
+                   and (r["trace_id"], r["span_id"]) not in parents_with_leaf
+                   and not _is_llmlens(r) and not _is_provider_level(r)]
         if outside:
             parents_with_leaf |= self._stored_parents(outside)
         if not parents_with_leaf:

@@ -101,41 +101,43 @@ def decode_protobuf(body: bytes) -> DecodedBatch:
                     continue
                 parent = span.parent_span_id
                 status = span.status
+                code = status.code
+                # Positional, in SpanRecord's field order: keyword calls cost more per span.
                 records.append(
                     SpanRecord(
-                        trace_id=trace_id.hex(),
-                        span_id=span_id.hex(),
-                        parent_span_id=parent.hex() if len(parent) == 8 and parent != _ZERO_SPAN else None,
-                        name=span.name,
-                        start_time_unix_nano=start,
-                        end_time_unix_nano=span.end_time_unix_nano or start,
-                        attributes=_pb_attributes(span.attributes),
-                        status_code=status.code,
-                        status_message=status.message,
-                        resource_attributes=resource,
-                        scope_name=scope_name,
+                        trace_id.hex(),
+                        span_id.hex(),
+                        span.name,
+                        start,
+                        span.end_time_unix_nano or start,
+                        _pb_attributes(span.attributes),
+                        parent.hex() if len(parent) == 8 and parent != _ZERO_SPAN else None,
+                        code,
+                        status.message,
+                        resource,
+                        scope_name,
                         # Only a failed span's events are read (for the exception type), as
                         # for SDK spans; a stream's per-chunk events would be decoded for nothing.
-                        events=[(e.name, _pb_attributes(e.attributes)) for e in span.events]
-                        if status.code == STATUS_ERROR and span.events else (),
+                        [(e.name, _pb_attributes(e.attributes)) for e in span.events]
+                        if code == STATUS_ERROR and span.events else (),
                     )
                 )
     return batch
 
 
+_SCALAR_KINDS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+
+
 def _pb_attributes(key_values: Any) -> dict[str, Any]:
-    # The hot loop of decoding: strings and ints (most GenAI attributes) are read inline,
-    # which saves a function call per attribute (~20% of decode time).
+    # The hot loop of decoding: scalars (nearly all GenAI attributes) are read inline by
+    # the name WhichOneof gives, which saves a call and a chain of comparisons per
+    # attribute (~15% of decode time).
     out: dict[str, Any] = {}
+    scalar = _SCALAR_KINDS
     for kv in key_values:
         value = kv.value
         kind = value.WhichOneof("value")
-        if kind == "string_value":
-            out[kv.key] = value.string_value
-        elif kind == "int_value":
-            out[kv.key] = value.int_value
-        else:
-            out[kv.key] = _pb_value(value)
+        out[kv.key] = getattr(value, kind) if kind in scalar else _pb_value(value)
     return out
 
 

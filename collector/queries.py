@@ -500,7 +500,12 @@ def list_calls(bind: Bind, filters: Filters = Filters(), *, limit: int = 50, off
                 _count_if(_t.cost_usd.is_(None)).label("unpriced"),
                 func.sum(_t.input_tokens).label("input_tokens"),
                 func.sum(_t.output_tokens).label("output_tokens"),
-            ).where(_t.call_id.in_(call_ids)).group_by(_t.trace_id, _t.call_id)
+            ).where(
+                # The trace ids let the (trace_id, span_id) unique index find the attempts:
+                # an index on call_id alone would cost every insert a random B-tree write.
+                _t.trace_id.in_(sorted({c["trace_id"] for c in calls if c["call_id"]})),
+                _t.call_id.in_(call_ids),
+            ).group_by(_t.trace_id, _t.call_id)
             totals = {(r["trace_id"], r["call_id"]): r for r in _rows(conn, per_call)}
     for call in calls:
         call["start_time"] = _as_utc(call["start_time"])

@@ -328,6 +328,7 @@ def serve(
     On a signal, uvicorn stops accepting, lets in-flight requests finish (their batches
     commit), then the writer drains its queue; the process then exits 0.
     """
+    import gc
     import signal
 
     import uvicorn
@@ -360,6 +361,13 @@ def serve(
         timeout_graceful_shutdown=int(settings.commit_timeout) + 5,
     )
     server = uvicorn.Server(config)
+    # Ingest allocates a few dicts per span (freed by reference counting, not the cyclic
+    # GC); at the default thresholds the cyclic GC kept rescanning the libraries'
+    # long-lived objects. Freezing what startup created and collecting young objects less
+    # often took bench_collector.py from ~17,500 to ~21,000 stored spans/s.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     # uvicorn re-raises the signal it caught once it has shut down, which would kill the
     # process with the default handler after a clean drain; a no-op handler makes that exit 0.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}

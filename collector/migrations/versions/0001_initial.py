@@ -69,7 +69,6 @@ def upgrade() -> None:
     op.create_index("ix_llm_spans_task_start", "llm_spans", ["task", "start_time"])
     op.create_index("ix_llm_spans_model_start", "llm_spans", ["request_model", "start_time"])
     op.create_index("ix_llm_spans_status_start", "llm_spans", ["status", "start_time"])
-    op.create_index("ix_llm_spans_call", "llm_spans", ["call_id"])
 
     op.create_table(
         "alert_rules",
