@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ demo: $(STAMP)  ## a realistic workload into ./llmlens.db, then the dashboard
 
 test: $(STAMP)  ## the whole suite (starts its own PostgreSQL when the binaries are there)
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)  ## ruff, and mypy --strict on an installed copy (the folder mapping hides the editable one)
+	$(BIN)/ruff check .
+	rm -rf build/typecheck && $(BIN)/python -m pip install --quiet --no-deps --target build/typecheck .
+	cd build/typecheck && ../../$(BIN)/python -m mypy -p llmlens --config-file ../../pyproject.toml
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

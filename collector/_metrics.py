@@ -8,7 +8,7 @@ batch, never per span, so the lock costs nothing measurable.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Final
 
@@ -70,7 +70,7 @@ class Metrics:
         with self._lock:
             return {f.name: getattr(self.counters, f.name) for f in fields(Counters)}
 
-    def render(self, gauges: dict[str, tuple[float, str]]) -> str:
+    def render(self, gauges: Mapping[str, tuple[float, str]]) -> str:
         """Prometheus text format: every counter, the responses by code, then the gauges."""
         lines: list[str] = []
         for name, value in self.snapshot().items():

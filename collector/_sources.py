@@ -92,7 +92,12 @@ FIELDS: Final[dict[str, tuple[str, ...]]] = {
         "anthropic.message.stop_reason",  # anthropic SDK native spans
     ),
     "reported_cost": ("gen_ai.usage.cost", "llm.cost.total"),
-    "conversation_id": (sc.CONVERSATION_ID, "session.id", "langfuse.session.id", "traceloop.association.properties.session_id"),
+    "conversation_id": (
+        sc.CONVERSATION_ID,
+        "session.id",
+        "langfuse.session.id",
+        "traceloop.association.properties.session_id",
+    ),
     "http_status": ("http.response.status_code", "http.status_code"),
 }
 

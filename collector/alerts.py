@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import func, insert, select, update
@@ -98,7 +98,7 @@ def _last_fired(store: Store, rule_id: int, task: str | None) -> datetime | None
         value = conn.execute(query).scalar()
     if not isinstance(value, datetime):
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _observations(store: Store, rule: dict[str, Any], now: datetime) -> list[tuple[str | None, dict[str, Any]]]:
@@ -150,7 +150,7 @@ def check_alerts(store: Store, *, now: datetime | None = None, send: bool = True
 
     ``default_webhook`` (else ``LLMLENS_ALERT_WEBHOOK``) is used by rules without their own.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     default_webhook = default_webhook or os.environ.get("LLMLENS_ALERT_WEBHOOK") or None
     with store.engine.connect() as conn:
         rules = [dict(r._mapping) for r in conn.execute(select(alert_rules).where(alert_rules.c.enabled))]

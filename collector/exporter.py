@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from llmlens.collector.ingest import IngestResult, Ingestor
+from llmlens.collector.ingest import Ingestor, IngestResult
 from llmlens.collector.pricing import Pricer
 from llmlens.collector.record import from_readable_span
 from llmlens.collector.store import StoreError, StoreUnavailable, open_store

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from llmlens import _status, semconv as sc
+from llmlens import _status
+from llmlens import semconv as sc
 from llmlens.collector import _sources as src
 from llmlens.collector.record import STATUS_ERROR, SpanRecord
 
@@ -159,7 +160,7 @@ def _seconds_after(moment: Any, start_unix_nano: int) -> float | None:
     except ValueError:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     seconds = when.timestamp() - start_unix_nano / 1e9
     return seconds if seconds >= 0 else None
 
@@ -270,7 +271,7 @@ def normalize(
         "parent_span_id": record.parent_span_id,
         "service_name": service_name,
         "name": record.name[:255],
-        "start_time": datetime.fromtimestamp(record.start_time_unix_nano / 1e9, tz=timezone.utc),
+        "start_time": datetime.fromtimestamp(record.start_time_unix_nano / 1e9, tz=UTC),
         "duration_ms": duration_ms,
         "time_to_first_token_ms": ttft * 1000.0 if ttft is not None else None,
         "task": _str(get("task")) or service_name,

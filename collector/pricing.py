@@ -33,7 +33,7 @@ import threading
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -151,7 +151,7 @@ class Pricer:
         if override is not None:
             return override
         # Prices change by date: calibrated rates are cached per UTC day.
-        day = (when or datetime.now(timezone.utc)).toordinal()
+        day = (when or datetime.now(UTC)).toordinal()
         key = (pid, model_key, day)
         try:
             return self._cache[key]
@@ -245,7 +245,7 @@ def _calibrate(pid: str | None, model: str, when: datetime | None) -> Rates | No
     from genai_prices import Usage
 
     provider, model_info = found
-    when = when or datetime.now(timezone.utc)
+    when = when or datetime.now(UTC)
 
     def price(**usage: int) -> Decimal:
         return model_info.calc_price(Usage(**usage), provider, genai_request_timestamp=when).total_price  # type: ignore[no-any-return]

@@ -144,13 +144,13 @@ class _Service:
 
         try:
             await anyio.to_thread.run_sync(ensure_default_rule, self.store)
-        except Exception as exc:  # noqa: BLE001 - the collector serves spans without alerts
+        except Exception as exc:
             logger.warning("llmlens collector: could not add the default alert rule: %s", exc)
         while True:
             await anyio.sleep(interval)
             try:
                 await anyio.to_thread.run_sync(check_alerts, self.store)
-            except Exception as exc:  # noqa: BLE001 - the database may be down; the next round tries
+            except Exception as exc:
                 logger.warning("llmlens collector: alert evaluation failed: %s", exc)
 
     # --- POST /v1/traces ---------------------------------------------------------------------
@@ -218,7 +218,7 @@ class _Service:
         except TimeoutError:
             # Still queued or committing: the exporter's retry is a no-op if it commits.
             return self._busy(media, "the batch was not committed in time")
-        except Exception:  # noqa: BLE001 - the writer logged it; the sender gets a clear 500
+        except Exception:
             return self._fail(media, 500, otlp.INTERNAL, "the batch could not be stored")
         self.metrics.response(200)
         return Response(otlp.encode_response(media, batch.rejected, batch.message), media_type=media)
@@ -342,7 +342,7 @@ def serve(
                                              alert_interval=alert_interval)
         # Opened before uvicorn starts, so an unreachable or outdated store is one clear line.
         store = open_store(settings.db_url)
-    except Exception as exc:  # noqa: BLE001 - every startup failure is one line and exit 1
+    except Exception as exc:
         print(f"llmlens collector: {exc}", file=sys.stderr)
         return 1
     if settings.token is None and not _is_loopback(settings.host):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 import json
-import operator
 import logging
+import operator
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -166,17 +166,17 @@ def _insert_sql(dialect: str) -> str:
     if dialect == "postgresql":
         values = ", ".join(f"%({c})s::json" if c == "attributes" else f"%({c})s" for c in ROW_COLUMNS)
     else:
-        values = ", ".join(f"?" for _ in ROW_COLUMNS)
+        values = ", ".join("?" for _ in ROW_COLUMNS)
     return (f"INSERT INTO llm_spans ({cols}) VALUES ({values}) "
             "ON CONFLICT (trace_id, span_id) DO NOTHING")
 
 
 def _sqlite_time(value: datetime) -> str:
     # The text format SQLAlchemy's SQLite DateTime reads back.
-    if value.tzinfo is timezone.utc:  # what normalize produces: no conversion needed
+    if value.tzinfo is UTC:  # what normalize produces: no conversion needed
         value = value.replace(tzinfo=None)
     elif value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(sep=" ", timespec="microseconds")
 
 

@@ -122,7 +122,7 @@ def current_view() -> ViewContext:
     """The context the entry script set for this run."""
     context = st.session_state.get(_CONTEXT_KEY)
     if not isinstance(context, ViewContext):
-        raise RuntimeError("views run inside the llmlens dashboard: `llmlens dashboard`")  # noqa: TRY004
+        raise RuntimeError("views run inside the llmlens dashboard: `llmlens dashboard`")
     return context
 
 

@@ -293,7 +293,7 @@ class _App:
                 for _ in self.streams[call.task](call, model=call.model):
                     pass
             return True
-        except Exception:  # noqa: BLE001  (the app's error handler: llmlens has recorded it)
+        except Exception:
             return False
 
 

@@ -30,6 +30,10 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, Final
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
 from llmlens import _config, _status, _streams
 from llmlens import semconv as sc
 from llmlens._exceptions import InvalidOutput
@@ -37,9 +41,6 @@ from llmlens._redact import prompt_hash, redact_text
 from llmlens._retry import RetryPolicy
 from llmlens._usage import StreamUsage, extract, response_text
 from llmlens._validation import Validator, failure_reason_of, make_validator
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 logger = logging.getLogger("llmlens")
 
@@ -71,7 +72,7 @@ def internal_error(where: str) -> None:
     suppressed, _burst.suppressed, _burst.last = _burst.suppressed, 0, now
     # Always called from an except block: exc_info is the error of llmlens' own.
     logger.warning("llmlens: internal error in %s (the call was not affected; %d similar suppressed)",
-                   where, suppressed, exc_info=True)  # noqa: LOG014
+                   where, suppressed, exc_info=True)
 
 
 # --- what is fixed per decorated function ----------------------------------------------------

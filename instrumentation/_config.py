@@ -11,8 +11,8 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -198,8 +198,9 @@ def configure(
             provider.add_span_processor(_state.processor)
             _state.provider = provider
         # The merger runs first so its on_start marks provider-SDK spans before export.
-        inner: tuple[SpanProcessor, ...] = (ProviderSpanMerger(),) + tuple(
-            BatchSpanProcessor(e, schedule_delay_millis=500) for e in exporters
+        inner: tuple[SpanProcessor, ...] = (
+            ProviderSpanMerger(),
+            *(BatchSpanProcessor(e, schedule_delay_millis=500) for e in exporters),
         )
         old = _state.processor.set_inner(inner)
         _state.settings = settings

@@ -21,10 +21,11 @@ import logging
 import threading
 from typing import Any, Final
 
-from llmlens import semconv as sc
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from llmlens import semconv as sc
 
 __all__ = ["ProviderSpanMerger"]
 

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from opentelemetry import context as otel_context
+
 from llmlens import _status, _streams
 from llmlens import semconv as sc
 from llmlens._attempt import (
@@ -36,7 +38,6 @@ from llmlens._attempt import (
 )
 from llmlens._retry import RetryPolicy
 from llmlens._usage import extract
-from opentelemetry import context as otel_context
 
 __all__ = ["current_output", "observe", "record_usage"]
 

@@ -122,7 +122,7 @@ def traced_generator(gen: Generator[Any, Any, Any], observer: Observer) -> Gener
         except StopIteration as stop:
             failure = observer.done(None)
             if failure is not None:
-                raise failure
+                raise failure  # noqa: B904 - keeps the failure's own cause (the validation error)
             return stop.value
         except BaseException as exc:
             if isinstance(exc, TimeoutError) and not throwing:
@@ -162,7 +162,7 @@ async def traced_async_generator(agen: AsyncGenerator[Any, Any], observer: Obser
         except StopAsyncIteration:
             failure = observer.done(None)
             if failure is not None:
-                raise failure
+                raise failure  # noqa: B904 - keeps the failure's own cause (the validation error)
             return
         except BaseException as exc:
             observer.done(exc)
@@ -308,7 +308,7 @@ def unwrap(proxy: Any) -> Any:
         for attr in ("__wrapped__", "stream"):
             try:
                 inner = getattr(current, attr, None)
-            except Exception:  # noqa: S112 - a proxy forwarding to a property that raises
+            except Exception:
                 continue
             if inner is not None and inner is not current:
                 break

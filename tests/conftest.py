@@ -19,7 +19,7 @@ import pytest
 # Support modules (fake provider, PostgreSQL launcher) are imported by name from tests.
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
-from pgserver import PostgresServer  # noqa: E402
+from pgserver import PostgresServer
 
 
 def skip_or_fail(reason: str) -> None:

@@ -21,7 +21,7 @@ def test_the_public_api_is_sorted_and_importable() -> None:
 def test_import_llmlens_stays_light() -> None:
     heavy = ["sqlmodel", "sqlalchemy", "starlette", "uvicorn", "streamlit", "plotly", "pandas", "alembic",
              "openai", "anthropic", "psycopg"]
-    code = ("import sys, llmlens; heavy = %r; print(','.join(m for m in heavy if m in sys.modules))" % heavy)
+    code = f"import sys, llmlens; heavy = {heavy!r}; print(','.join(m for m in heavy if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 

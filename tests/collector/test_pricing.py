@@ -72,7 +72,7 @@ def test_overrides_from_toml_win_and_price_unknown_models(tmp_path: Path, monkey
 def test_a_bad_override_file_is_a_clear_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "prices.toml"
     path.write_text(text)
-    with pytest.raises(ValueError, match="prices.toml"):
+    with pytest.raises(ValueError, match=r"prices\.toml"):
         load_overrides(path)
 
 

@@ -27,7 +27,7 @@ def own_postgres() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer()
         server.start()
-    except Exception as exc:  # noqa: BLE001 - no binaries on this machine
+    except Exception as exc:
         pytest.skip(f"no PostgreSQL server binaries: {exc}")
     try:
         yield server

@@ -31,7 +31,9 @@ NOW = datetime.now(UTC)
 
 
 def _rows(span_row: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
-    ago = lambda minutes: NOW - timedelta(minutes=minutes)
+    def ago(minutes: float) -> datetime:
+        return NOW - timedelta(minutes=minutes)
+
     rows = [span_row(start_time=ago(m), prompt_version="ticket_prompt@3", prompt_name="ticket_prompt")
             for m in (180, 120, 60)]
     rows.append(span_row(start_time=ago(90), request_model="gpt-4o", response_model="gpt-4o",

@@ -54,7 +54,8 @@ def test_the_demo_writes_one_row_per_provider_request(demo_rows: tuple[DemoSumma
     assert {row["service_name"] for row in rows} == {"llmlens-demo"}
 
 
-def test_the_demo_covers_several_tasks_models_and_providers(demo_rows: tuple[DemoSummary, list[dict[str, Any]]]) -> None:
+def test_the_demo_covers_several_tasks_models_and_providers(
+        demo_rows: tuple[DemoSummary, list[dict[str, Any]]]) -> None:
     _, rows = demo_rows
     assert {row["task"] for row in rows} == {"extract_ticket", "classify_intent", "draft_reply",
                                             "summarize_thread", "rag_answer"}

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import anthropic
-import llmlens
 import openai
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+import llmlens
 from llmlens import semconv as sc
 from llmlens.collector.store import open_store
-from opentelemetry.sdk.trace import TracerProvider
 
 if TYPE_CHECKING:
     from conftest import Spans

@@ -6,12 +6,13 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import llmlens
 import pytest
-from llmlens import _attempt, _usage
-from llmlens import semconv as sc
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+import llmlens
+from llmlens import _attempt, _usage
+from llmlens import semconv as sc
 
 if TYPE_CHECKING:
     from conftest import Spans

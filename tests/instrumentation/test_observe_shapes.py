@@ -7,8 +7,9 @@ import inspect
 import typing
 from typing import TYPE_CHECKING
 
-import llmlens
 import pytest
+
+import llmlens
 from llmlens import semconv as sc
 
 if TYPE_CHECKING:

@@ -7,9 +7,10 @@ import gc
 from typing import TYPE_CHECKING, Any
 
 import anthropic
-import llmlens
 import openai
 import pytest
+
+import llmlens
 from llmlens import semconv as sc
 
 if TYPE_CHECKING:

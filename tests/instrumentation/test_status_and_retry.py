@@ -7,9 +7,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import anthropic
-import llmlens
 import openai
 import pytest
+
+import llmlens
 from llmlens import semconv as sc
 from llmlens._retry import RetryPolicy, retry_after_seconds
 
@@ -278,6 +279,7 @@ def test_a_stream_returned_by_a_retried_call_ends_the_call_when_consumed(
 def test_http_library_errors_are_classified_by_name_for_httpx_and_httpx2() -> None:
     import httpx
     import httpx2
+
     from llmlens._status import classify_exception
 
     for module in (httpx, httpx2):

@@ -10,12 +10,13 @@ import json
 from typing import TYPE_CHECKING, Any, Literal
 
 import anthropic
-import llmlens
 import openai
 import pydantic
 import pytest
-from llmlens.collector.store import open_store
 from opentelemetry.sdk.trace import TracerProvider
+
+import llmlens
+from llmlens.collector.store import open_store
 
 if TYPE_CHECKING:
     from fake_provider import FakeProvider

@@ -7,10 +7,11 @@ import os
 import stat
 from typing import TYPE_CHECKING, Any, Literal
 
-import llmlens
 import openai
 import pydantic
 import pytest
+
+import llmlens
 from llmlens import semconv as sc
 from llmlens._redact import luhn_valid, prompt_hash, redact_text
 from llmlens._validation import failure_reason_of
