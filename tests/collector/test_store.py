@@ -46,6 +46,11 @@ def test_writing_the_same_span_twice_is_one_row(db_url: str) -> None:
     assert store.insert_rows([_row("1" * 16), _row("2" * 16)]) == 2
     assert store.insert_rows([_row("1" * 16), _row("3" * 16)]) == 1
     assert store.count_rows() == 3
+    # Within one batch too, and across the statements a large batch is split into.
+    batch = [_row(f"{i:016x}") for i in range(10, 460)]
+    assert store.insert_rows(batch + batch[:3]) == 450
+    assert store.insert_rows(batch) == 0
+    assert store.count_rows() == 453
 
 
 def test_timestamps_come_back_as_utc_whatever_zone_they_went_in_with(db_url: str) -> None:
