@@ -1,6 +1,6 @@
 """Collector throughput: spans/s stored through POST /v1/traces against decoding alone.
 
-    python benchmarks/bench_collector.py [--batches 120] [--clients 3] [--db sqlite|URL]
+    python benchmarks/bench_collector.py [--batches 120] [--clients 3] [--workers 2] [--db sqlite|URL]
 
 Builds ``--batches`` OTLP protobuf requests of 512 realistic GenAI spans (several
 providers, models and tasks; usage, cache tokens, finish reasons, some errors, each span
@@ -12,8 +12,10 @@ under an application span that is not exported in the same batch), then
    clients, retrying 503s as exporters do. Every 200 means committed, so the time to the
    last 200 is the time to store everything.
 
-Prints both rates, their ratio, and the collector's peak RSS (VmHWM). Target: at least
-20,000 spans/s stored on SQLite on a 2-core machine.
+Prints both rates, their ratio, and the collector's peak RSS (VmHWM, its processes added
+up). Target: at least 20,000 spans/s stored on SQLite on a 2-core machine. One collector
+process is bound to one core by the GIL (about 17,000-20,000 spans/s here); the default is
+``--workers 2``, one per core, which is how the collector is meant to run on such a machine.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from llmlens.collector.otlp import decode_protobuf
+from llmlens.collector.store import open_store
 
 SPANS_PER_BATCH = 512
 _MODELS = [
@@ -126,18 +129,23 @@ def _free_port() -> int:
 
 
 def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Peak RSS of the collector: the process and its worker processes, added up."""
+    pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    total = 0.0
+    for each in pids:
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
-def measure_collector(bodies: list[bytes], clients: int, db_url: str, queue: int) -> tuple[float, float, int]:
+def measure_collector(bodies: list[bytes], clients: int, db_url: str, queue: int,
+                      workers: int = 1) -> tuple[float, float, int]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "llmlens.collector.server", "--port", str(port), "--db", db_url,
-         "--log-level", "warning", "--queue-max-batches", str(queue)],
+         "--log-level", "warning", "--queue-max-batches", str(queue), "--workers", str(workers)],
     )
     try:
         deadline = time.monotonic() + 30
@@ -178,14 +186,16 @@ def measure_collector(bodies: list[bytes], clients: int, db_url: str, queue: int
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
-        metrics = httpx.get(url + "/metrics").text
-        values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
-                  if line and not line.startswith("#") and "{" not in line}
-        stored = int(values["llmlens_collector_spans_stored_total"])
-        commits = values["llmlens_collector_batches_committed_total"]
-        busy = values["llmlens_collector_commit_seconds_total"]
-        print(f"  writer: {commits:.0f} transactions, {stored / max(commits, 1):.0f} rows each, "
-              f"busy {busy / elapsed:.0%} of the run")
+        # Every 200 means committed, so the store holds everything acknowledged by now.
+        stored = open_store(db_url).count_rows()
+        if workers == 1:  # the metrics endpoint speaks for the worker that answers it
+            metrics = httpx.get(url + "/metrics").text
+            values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
+                      if line and not line.startswith("#") and "{" not in line}
+            commits = values["llmlens_collector_batches_committed_total"]
+            busy = values["llmlens_collector_commit_seconds_total"]
+            print(f"  writer: {commits:.0f} transactions, {stored / max(commits, 1):.0f} rows each, "
+                  f"busy {busy / elapsed:.0%} of the run")
         peak = _peak_rss_mib(process.pid)
     finally:
         process.terminate()
@@ -199,6 +209,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--queue", type=int, default=32, help="collector --queue-max-batches")
     parser.add_argument("--db", default="sqlite", help="'sqlite' for a temp file, or a store URL")
+    parser.add_argument("--workers", type=int, default=2, help="collector --workers (one core each)")
     args = parser.parse_args()
 
     print(f"building {args.batches} requests of {SPANS_PER_BATCH} spans…", flush=True)
@@ -208,9 +219,9 @@ def main() -> None:
     print(f"decode only:            {decode_rate:>10,.0f} spans/s")
     with tempfile.TemporaryDirectory() as tmp:
         db_url = f"sqlite:///{os.path.join(tmp, 'bench.db')}" if args.db == "sqlite" else args.db
-        stored_rate, peak, refused = measure_collector(bodies, args.clients, db_url, args.queue)
+        stored_rate, peak, refused = measure_collector(bodies, args.clients, db_url, args.queue, args.workers)
     print(f"stored via collector:   {stored_rate:>10,.0f} spans/s  "
-          f"({args.clients} clients, {refused} 503s retried)")
+          f"({args.workers} workers, {args.clients} clients, {refused} 503s retried)")
     print(f"ratio stored/decode:    {stored_rate / decode_rate:>10.2f}")
     print(f"collector peak RSS:     {peak:>10.0f} MiB")
     print(f"target ≥ 20,000 spans/s stored: {'met' if stored_rate >= 20_000 else 'NOT met'}")

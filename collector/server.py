@@ -322,13 +322,17 @@ def serve(
     *,
     alert_interval: float = 60.0,
     log_level: str = "info",
+    workers: int = 1,
 ) -> int:
     """Run the collector under uvicorn until SIGTERM or SIGINT; return the exit code.
 
     On a signal, uvicorn stops accepting, lets in-flight requests finish (their batches
     commit), then the writer drains its queue; the process then exits 0.
+
+    ``workers`` > 1 forks that many collector processes sharing one listening socket, each
+    with its own queue and writer: decoding and normalizing are CPU-bound Python, so one
+    process uses one core. Only the first worker evaluates alert rules.
     """
-    import gc
     import signal
 
     import uvicorn
@@ -336,6 +340,8 @@ def serve(
     from llmlens.collector.store import dispose_engines, open_store
 
     try:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         settings = CollectorSettings.resolve(host=host, port=port, db_url=db_url, token=token,
                                              max_body_bytes=max_body_bytes, capture_content=capture_content,
                                              queue_max_batches=queue_max_batches,
@@ -348,18 +354,64 @@ def serve(
     if settings.token is None and not _is_loopback(settings.host):
         print(f"llmlens collector: warning: listening on {settings.host} without a token; anyone who can "
               "reach it can write spans (set --token or LLMLENS_COLLECTOR_TOKEN)", file=sys.stderr)
-    config = uvicorn.Config(
-        create_app(settings, store=store),
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        access_log=False,
-        lifespan="on",
-        # Connections and tasks at once (max_inflight_bytes bounds their bodies); uvicorn
-        # answers 503 beyond it.
-        limit_concurrency=4 * settings.queue_max_batches + 64,
-        timeout_graceful_shutdown=int(settings.commit_timeout) + 5,
-    )
+
+    def config(app_settings: CollectorSettings, app_store: Any) -> uvicorn.Config:
+        return uvicorn.Config(
+            create_app(app_settings, store=app_store),
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+            access_log=False,
+            lifespan="on",
+            # Connections and tasks at once (max_inflight_bytes bounds their bodies); uvicorn
+            # answers 503 beyond it.
+            limit_concurrency=4 * settings.queue_max_batches + 64,
+            timeout_graceful_shutdown=int(settings.commit_timeout) + 5,
+        )
+
+    if workers == 1:
+        return _run(config(settings, store), signal)
+    try:
+        sock = config(settings, store).bind_socket()
+    except SystemExit:  # uvicorn reports a taken port itself
+        return 1
+    # No pooled connection may cross the fork: each worker opens its own.
+    dispose_engines()
+    children: list[int] = []
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                worker_settings = settings if index == 0 else replace(settings, alert_interval=0.0)
+                code = _run(config(worker_settings, open_store(settings.db_url)), signal, sockets=[sock])
+            finally:
+                os._exit(code)
+        children.append(pid)
+    sock.close()
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        codes = [os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return max((abs(code) for code in codes), default=0)
+
+
+def _run(config: Any, signal: Any, sockets: list[Any] | None = None) -> int:
+    """Run one uvicorn server to completion in this process; return its exit code."""
+    import gc
+
+    import uvicorn
+
+    from llmlens.collector.store import dispose_engines
+
     server = uvicorn.Server(config)
     # Ingest allocates a few dicts per span (freed by reference counting, not the cyclic
     # GC); at the default thresholds the cyclic GC kept rescanning the libraries'
@@ -372,7 +424,7 @@ def serve(
     # process with the default handler after a clean drain; a no-op handler makes that exit 0.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        server.run()
+        server.run(sockets=sockets)
     except SystemExit as exc:  # uvicorn's own startup failures (e.g. the port is taken)
         return exc.code if isinstance(exc.code, int) else 1
     finally:
@@ -397,9 +449,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-max-batches", type=int, default=DEFAULT_QUEUE_MAX_BATCHES)
     parser.add_argument("--alert-interval", type=float, default=60.0, help="seconds; 0 disables alerts")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--workers", type=int, default=1, help="collector processes sharing the port")
     args = parser.parse_args(argv)
     return serve(args.host, args.port, args.db_url, args.token, args.max_body_bytes, args.capture_content,
-                 args.queue_max_batches, alert_interval=args.alert_interval, log_level=args.log_level)
+                 args.queue_max_batches, alert_interval=args.alert_interval, log_level=args.log_level,
+                 workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ def _cmd_collector(args: argparse.Namespace) -> int:
         queue_max_batches=args.queue_max_batches,
         alert_interval=args.alert_interval,
         log_level=args.log_level,
+        workers=args.workers,
     )
 
 
@@ -157,6 +158,8 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="seconds between alert evaluations (0 disables)")
     coll.add_argument("--queue-max-batches", type=int, default=32,
                       help="requests waiting for the writer before senders get 503")
+    coll.add_argument("--workers", type=int, default=1,
+                      help="collector processes sharing the port (one core each)")
     coll.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     coll.set_defaults(func=_cmd_collector)
 

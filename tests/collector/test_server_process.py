@@ -172,3 +172,33 @@ def test_a_running_collector_refuses_bad_bodies_with_the_right_code_and_keeps_se
     )
     assert len(store.fetch_rows()) == 6
     assert collector.stop() == 0
+
+
+def test_several_worker_processes_share_the_port_store_everything_and_drain_on_sigterm(
+    db_url: str, run_collector: Callable[..., Any], span_request: Callable[..., Any]
+) -> None:
+    collector = run_collector(db_url, "--workers", "2")
+    sent: set[tuple[str, str]] = set()
+    lock = threading.Lock()
+
+    def send(seed: int) -> None:
+        request = span_request(64, seed=seed)
+        with httpx.Client(timeout=30) as client:
+            answer = client.post(collector.traces_url, content=request.SerializeToString(), headers=PROTOBUF)
+        assert answer.status_code == 200, answer.text
+        with lock:
+            sent.update((s.trace_id.hex(), s.span_id.hex())
+                        for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans)
+
+    senders = [threading.Thread(target=send, args=(seed,)) for seed in range(1, 17)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(60)
+    assert len(sent) == 16 * 64
+    stored = {(row["trace_id"], row["span_id"]) for row in open_store(db_url).fetch_rows()}
+    assert stored == sent
+    collector.process.send_signal(signal.SIGTERM)
+    assert collector.process.wait(30) == 0
+    # Both workers served (each logs its own startup).
+    assert collector.output().count("Application startup complete") == 2
