@@ -111,3 +111,25 @@ def test_only_the_leaf_llm_call_counts_when_a_framework_span_repeats_its_usage(d
     assert ingestor.ingest([leaf2]).stored == 1
     assert ingestor.ingest([framework2]).aggregates == 1
     assert store.count_rows() == 2
+
+
+def test_attributes_of_the_wrong_type_are_ignored_or_coerced_never_fatal(db_url: str) -> None:
+    weird = _record({
+        "gen_ai.request.model": 42,  # a number where a name belongs
+        "gen_ai.usage.input_tokens": "1200",  # a numeric string: coerced
+        "gen_ai.usage.output_tokens": "lots",  # not a number: ignored
+        "gen_ai.usage.cache_read.input_tokens": True,  # a bool is not a count
+        "gen_ai.response.time_to_first_chunk": "soon",
+        "gen_ai.request.stream": "true",
+        "llmlens.attempt": [1, 2],
+        "llmlens.status": "on fire",  # not in the taxonomy
+        "gen_ai.response.finish_reasons": (),
+    }, span_id="e" * 16)
+    row = normalize(weird)
+    assert row is not None
+    assert row["request_model"] == "42"
+    assert (row["input_tokens"], row["output_tokens"], row["cache_read_tokens"]) == (1200, None, None)
+    assert row["time_to_first_token_ms"] is None and row["streaming"] is True
+    assert row["attempt"] == 1 and row["status"] == "error" and row["finish_reason"] is None
+    result = Ingestor(open_store(db_url), Pricer()).ingest([weird])
+    assert result.stored == 1 and result.unpriced == 1
