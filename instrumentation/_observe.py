@@ -94,10 +94,9 @@ def _sync_retry(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> An
             retry = fail(attempt, exc, policy, number)
             if retry is None:
                 raise
-            release(attempt)
             delay, reason = retry
         else:
-            release(attempt)
+            release(attempt)  # validation runs outside the attempt's context
             outcome = settle(attempt, result, args, kwargs, policy, number)
             if outcome is not RETRY:
                 return outcome
@@ -167,10 +166,9 @@ async def _async_retry(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]
             retry = fail(attempt, exc, policy, number)
             if retry is None:
                 raise
-            release(attempt)
             delay, reason = retry
         else:
-            release(attempt)
+            release(attempt)  # validation runs outside the attempt's context
             outcome = settle(attempt, result, args, kwargs, policy, number)
             if outcome is not RETRY:
                 return outcome
