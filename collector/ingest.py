@@ -8,7 +8,6 @@ and duplicates are no-ops in the store.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -36,11 +35,6 @@ class IngestResult:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         return self
-
-
-_PARENTS_SQLITE = ("SELECT trace_id, parent_span_id FROM llm_spans "
-                   "WHERE trace_id IN (SELECT value FROM json_each(?))")
-_PARENTS_POSTGRES = "SELECT trace_id, parent_span_id FROM llm_spans WHERE trace_id = ANY(%s)"
 
 
 def _has_usage(row: dict[str, Any]) -> bool:
@@ -122,7 +116,7 @@ class Ingestor:
                    and (r["trace_id"], r["span_id"]) not in parents_with_leaf
                    and not _is_llmlens(r) and not _is_provider_level(r)]
         if outside:
-            parents_with_leaf |= self._stored_parents(outside)
+            parents_with_leaf |= self.store.parent_links(t for t, _ in outside) & set(outside)
         if not parents_with_leaf:
             return rows
         llmlens_parents = {(r["trace_id"], r["span_id"]) for r in rows
@@ -136,21 +130,6 @@ class Ingestor:
                 continue
             kept.append(row)
         return kept
-
-    def _stored_parents(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        # One statement with the trace ids as a single parameter, run as is: compiling an
-        # expanding IN of ~1,500 parameters per batch cost 3-8 ms, several times the lookup.
-        # The unique index on (trace_id, span_id) serves the lookup by trace_id.
-        wanted = set(keys)
-        trace_ids = sorted({t for t, _ in keys})
-        params: tuple[Any, ...]
-        if self.store.dialect == "sqlite":
-            sql, params = _PARENTS_SQLITE, (json.dumps(trace_ids),)
-        else:
-            sql, params = _PARENTS_POSTGRES, (trace_ids,)
-        with self.store.engine.connect() as conn:
-            rows = conn.exec_driver_sql(sql, params).fetchall()
-        return {(t, p) for t, p in rows if (t, p) in wanted}
 
     def ingest(self, records: Sequence[SpanRecord]) -> IngestResult:
         """Normalize, price and commit a batch in one transaction.

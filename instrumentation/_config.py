@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from llmlens import semconv
+from llmlens._merge import ProviderSpanMerger
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -189,8 +190,6 @@ def configure(
     """
     settings = resolve_settings(db_url, endpoint, service_name, capture_content, max_content_chars)
     exporters = [exporter] if exporter is not None else _make_exporter(settings)
-    from llmlens._merge import ProviderSpanMerger
-
     with _state.lock:
         provider = _resolve_provider(tracer_provider, settings.service_name)
         if _state.provider is not provider or _state.processor is None:
@@ -291,7 +290,7 @@ def shutdown(timeout: float = 10.0) -> bool:
     return _bounded(stop, deadline - time.monotonic(), "llmlens-shutdown") and ok
 
 
-def _reset_for_tests(**_: Any) -> None:
+def _reset_for_tests() -> None:
     """Forget the configuration (the provider keeps our processor, now empty)."""
     shutdown(timeout=5)
     _state.tracer = None
