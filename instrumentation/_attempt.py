@@ -39,7 +39,7 @@ from llmlens import semconv as sc
 from llmlens._exceptions import InvalidOutput
 from llmlens._redact import prompt_hash, redact_text
 from llmlens._retry import RetryPolicy
-from llmlens._usage import StreamUsage, extract, response_text
+from llmlens._usage import StreamUsage, extract, failed_request_model, response_text
 from llmlens._validation import Validator, failure_reason_of, make_validator
 
 logger = logging.getLogger("llmlens")
@@ -450,12 +450,15 @@ def fail(attempt: Attempt, exc: BaseException, policy: RetryPolicy | None = None
     """Record a failed attempt. Returns (delay, status) when the policy retries it."""
     try:
         status, reason = _status.classify_exception(exc)
+        attrs: dict[str, Any] = {}
+        if not attempt.spec.has_model and (model := failed_request_model(exc)) is not None:
+            attrs[sc.REQUEST_MODEL] = model
         if policy is not None and policy.should_retry(status, number):
             delay = policy.delay(number, exc)
             if delay is not None:
-                attempt.finish(status, reason, {}, exc, final=False)
+                attempt.finish(status, reason, attrs, exc, final=False)
                 return delay, status
-        attempt.finish(status, reason, {}, exc)
+        attempt.finish(status, reason, attrs, exc)
     except Exception:
         internal_error("recording a failure")
     return None

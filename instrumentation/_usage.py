@@ -14,6 +14,7 @@ is a dict lookup and a handful of ``getattr`` calls.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -247,6 +248,33 @@ def extract(obj: Any) -> Attrs:
 
 
 # --- text, for validation and (redacted) content capture ------------------------------------
+_MAX_REQUEST_BODY: Final = 1 << 20
+
+
+def failed_request_model(exc: BaseException) -> str | None:
+    """The model a failed SDK call asked for, read from the request the exception carries.
+
+    A call that fails (429, 5xx, timeout) has no response to name its model, and without a
+    model its row could not be priced, not even as the zero a refused request costs. The
+    openai and anthropic SDK errors carry their ``httpx``/``httpx2`` request; only its
+    JSON body's ``model`` is read, and only on failure.
+    """
+    request = getattr(exc, "request", None)
+    if request is None:
+        request = getattr(getattr(exc, "response", None), "request", None)
+    try:
+        body = getattr(request, "content", None)
+    except Exception:  # a streamed request body that was not read
+        return None
+    if not isinstance(body, (bytes, bytearray)) or not body.startswith(b"{") or len(body) > _MAX_REQUEST_BODY:
+        return None
+    try:
+        model = json.loads(body).get("model")
+    except (ValueError, AttributeError):
+        return None
+    return model if isinstance(model, str) and model else None
+
+
 def response_text(obj: Any) -> str | None:
     """The text the model answered with, or None when the shape is unknown."""
     if isinstance(obj, str):

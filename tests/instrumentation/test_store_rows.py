@@ -16,6 +16,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import llmlens
+from llmlens.collector.queries import summary
 from llmlens.collector.store import open_store
 
 if TYPE_CHECKING:
@@ -162,6 +163,35 @@ def test_a_429_retried_then_ok_is_one_call_and_two_rows_with_the_wasted_attempt_
     assert sum(1 for r in rows if r["final"]) == 1, "the call counts once"
     assert second["call_duration_ms"] >= 50
     assert all(r["task"] == "extract_ticket" and r["prompt_version"] == "ticket_prompt@3" for r in rows)
+    # A refused request is not billed: a known zero, not an unknown (NULL) cost.
+    assert first["cost_usd"] == 0.0 and second["cost_usd"] > 0
+    totals = summary(open_store(store_url).engine)
+    assert (totals["calls"], totals["requests"], totals["retried_calls"]) == (1, 2, 1)
+    assert totals["spend_usd"] == pytest.approx(second["cost_usd"])
+    assert totals["wasted_spend_usd"] == 0.0 and totals["unpriced_requests"] == 0
+
+
+def test_an_attempt_retried_for_invalid_output_is_billed_and_shows_as_wasted_spend(
+        store_url: str, fake: FakeProvider, openai_client: openai.OpenAI) -> None:
+    fake.reply('{"title": "printer", "priority": "SUPER-URGENT"}', input_tokens=1000, output_tokens=200)
+    fake.reply('{"title": "printer", "priority": "high"}', input_tokens=1000, output_tokens=200)
+
+    @llmlens.observe(task="extract_ticket", output=Ticket,
+                     retry=llmlens.RetryPolicy(max_retries=1, base_delay=0.0,
+                                               retry_on=frozenset({"invalid_output"})))
+    def extract() -> Any:
+        return openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    extract()
+    assert llmlens.current_output(Ticket).priority == "high"
+    first, second = sorted(_rows(store_url), key=lambda r: r["attempt"])
+    assert (first["status"], first["final"], second["status"], second["final"]) == (
+        "invalid_output", False, "ok", True)
+    assert first["cost_usd"] == pytest.approx(0.00027)  # 1000 in, 200 out on gpt-4o-mini
+    totals = summary(open_store(store_url).engine)
+    assert (totals["calls"], totals["requests"], totals["failed_calls"]) == (1, 2, 0)
+    assert totals["spend_usd"] == pytest.approx(2 * 0.00027)
+    assert totals["wasted_spend_usd"] == pytest.approx(first["cost_usd"])
 
 
 def test_a_validation_failure_is_invalid_output_and_no_output_text_reaches_the_store(
@@ -184,11 +214,7 @@ def test_a_validation_failure_is_invalid_output_and_no_output_text_reaches_the_s
 
 def test_with_capture_on_a_prompt_with_an_email_and_a_card_number_is_stored_redacted(
         sqlite_url: str, provider: TracerProvider, fake: FakeProvider, openai_client: openai.OpenAI) -> None:
-    from llmlens.collector.exporter import StoreSpanExporter
-
-    # The store keeps content only when its exporter is told capture is on.
-    llmlens.configure(tracer_provider=provider, capture_content=True,
-                      exporter=StoreSpanExporter(sqlite_url, capture_content=True))
+    llmlens.configure(db_url=sqlite_url, tracer_provider=provider, capture_content=True)
 
     @llmlens.observe(task="support")
     def answer(messages: list[dict[str, str]]) -> Any:
