@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 
 from llmlens.collector import queries
 from llmlens.collector.schema import alert_events, alert_rules
@@ -187,7 +187,3 @@ def check_alerts(store: Store, *, now: datetime | None = None, send: bool = True
                                     task, now, message, delivered, error))
     return fired
 
-
-def set_enabled(store: Store, rule_id: int, enabled: bool) -> None:
-    with store.engine.begin() as conn:
-        conn.execute(update(alert_rules).where(alert_rules.c.id == rule_id).values(enabled=enabled))

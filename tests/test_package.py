@@ -37,7 +37,11 @@ def test_every_subpackage_is_listed_in_pyproject() -> None:
             assert name in listed, f"{name} is missing from [tool.setuptools] packages"
 
 
-def test_the_cli_help_is_fast_and_lists_the_commands() -> None:
+def test_the_cli_help_lists_the_commands_without_importing_the_heavy_parts() -> None:
     out = subprocess.run([sys.executable, "-m", "llmlens", "--help"], capture_output=True, text=True, check=True)
     for command in ("demo", "collector", "dashboard", "alerts", "db", "prices"):
         assert command in out.stdout
+    code = ("import sys; from llmlens._cli import _build_parser; _build_parser().format_help(); "
+            "print(','.join(m for m in ('sqlalchemy', 'streamlit', 'uvicorn', 'alembic') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == ""
