@@ -1,4 +1,4 @@
-"""A fake model provider: a real HTTP server on 127.0.0.1 speaking OpenAI's and Anthropic's wire formats.
+"""A fake model provider: a real HTTP server on 127.0.0.1 speaking the providers' wire formats.
 
 Tests point the real SDKs at it, so everything between the application and the socket
 (SDK parsing, SSE decoding, error classes, retries, the SDKs' own tracing) is exercised::
@@ -10,45 +10,59 @@ Tests point the real SDKs at it, so everything between the application and the s
         fake.reply("hello", input_tokens=12, output_tokens=3)  # the one after: this answer
         client.chat.completions.create(model="gpt-4o-mini", messages=[...])
 
-Endpoints: ``POST /v1/chat/completions`` (``stream=True`` answers SSE chunks, with a final
-usage chunk when ``stream_options.include_usage`` is set), ``POST /v1/responses`` (not
-streamed), ``POST /v1/messages`` (Anthropic; ``stream=True`` answers message_start /
-content_block_* / message_delta / message_stop events, with cache read and creation
-tokens). Each request takes the next scripted item (:meth:`reply` or :meth:`fail`),
-or :attr:`default` when none is queued. :attr:`requests` records what was received.
+Endpoints (by the end of the path, so any prefix works: ``/v1``, Groq's ``/openai/v1``):
+
+- ``/chat/completions``: OpenAI Chat Completions, JSON or SSE (``stream``); a usage chunk
+  when ``stream_options.include_usage`` is set; :attr:`Reply.flavor` picks the Groq,
+  Mistral or DeepSeek dialect; ``/completions`` (legacy), ``/embeddings``;
+- ``/responses``: OpenAI Responses, JSON or SSE;
+- ``/messages``: Anthropic Messages, JSON or SSE (thinking, tool use, cache tokens, ping);
+- ``.../models/{model}:generateContent`` and ``:streamGenerateContent`` (``?alt=sse`` for SSE
+  with CRLF-separated events, otherwise a streamed JSON array), under Gemini's
+  ``/v1beta/models/`` or Vertex AI's ``/v1/projects/{p}/locations/{l}/publishers/google/models/``.
+
+Each request takes the next scripted item (:meth:`reply` or :meth:`fail`, so "429 then
+200" is ``fail(429)`` then ``reply()``), or :attr:`default` when none is queued.
+:attr:`requests` records what was received. The bytes themselves come from
+:mod:`wire_formats`, which tests can also call directly to get wire data without a server.
+
+Failures: :meth:`fail` answers in the provider's error shape (by path) with any status and
+headers (``retry-after``, ``retry-after-ms``). Streams can end badly: ``stream_error``
+sends the provider's mid-stream error event, ``stop_after=n`` drops the connection after
+``n`` events, ``hang_after=n`` stalls after ``n`` events until the client goes away or the
+server stops (and ``delay`` stalls before the headers), for abandoned-stream and timeout
+tests.
 
 The server is the standard library's threading HTTP server (starts in milliseconds, no
-event loop to share with the test); responses are HTTP/1.0, one connection each.
+event loop to share with the test). By default responses are HTTP/1.0, one connection
+each. ``FakeProvider(keep_alive=True)`` serves HTTP/1.1 keep-alive with ``TCP_NODELAY``
+and writes a JSON response's headers and body in one ``send``: with separate writes and
+Nagle on, the client's delayed ACK stalls each response ~40 ms, which would hide any
+overhead a benchmark is meant to measure.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import select
+import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+from urllib.parse import parse_qs
 
-__all__ = ["Failure", "FakeProvider", "Reply"]
+import wire_formats as wf
+from wire_formats import Reply
 
+__all__ = ["Failure", "FakeProvider", "Received", "Reply"]
 
-@dataclass
-class Reply:
-    """A successful answer. Token counts are per provider semantics (see the fields)."""
-
-    text: str = "Hello from the fake provider."
-    input_tokens: int = 12  # OpenAI: prompt_tokens (cached included); Anthropic: uncached input only
-    output_tokens: int = 5
-    cached_tokens: int = 0  # OpenAI prompt_tokens_details.cached_tokens
-    reasoning_tokens: int = 0  # OpenAI completion_tokens_details.reasoning_tokens
-    cache_read_tokens: int = 0  # Anthropic cache_read_input_tokens
-    cache_write_tokens: int = 0  # Anthropic cache_creation_input_tokens
-    model: str | None = None  # default: the requested model
-    delay: float = 0.0  # seconds before the response starts
-    chunk_delay: float = 0.0  # seconds between streamed events
-    finish_reason: str | None = None  # default "stop" / "end_turn"
+# How long a scripted stall lasts at most when nothing ends it first.
+_MAX_STALL = 60.0
 
 
 @dataclass
@@ -59,6 +73,9 @@ class Failure:
     headers: dict[str, str] = field(default_factory=dict)
     message: str = "scripted failure"
     delay: float = 0.0
+    error_type: str | None = None  # default: the provider's type for the status
+    code: str | None = None  # OpenAI "code" (default per status, e.g. model_not_found for 404)
+    gzip: bool = False
 
 
 @dataclass
@@ -67,20 +84,21 @@ class Received:
     path: str
     headers: dict[str, str]
     body: Any
-
-
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
+    query: str = ""
+    raw: bytes = b""
+    client_port: int = 0  # the client's TCP port: equal ports mean a reused keep-alive connection
 
 
 class FakeProvider:
     """The server. Use as a context manager or call :meth:`start` / :meth:`stop`."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_alive: bool = False) -> None:
         self.default = Reply()
         self.requests: list[Received] = []
+        self.keep_alive = keep_alive
         self._queue: deque[Reply | Failure] = deque()
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -94,12 +112,25 @@ class FakeProvider:
         return item
 
     def fail(self, status: int, *, headers: dict[str, str] | None = None, message: str = "scripted failure",
-             delay: float = 0.0) -> Failure:
+             delay: float = 0.0, error_type: str | None = None, code: str | None = None,
+             gzip: bool = False) -> Failure:
         """Queue an HTTP error (429 with ``retry-after``, 500, 529 overloaded, 400 ...)."""
-        item = Failure(status, dict(headers or {}), message, delay)
+        item = Failure(status, dict(headers or {}), message, delay, error_type, code, gzip)
         with self._lock:
             self._queue.append(item)
         return item
+
+    def script(self, items: Iterable[Reply | Failure]) -> None:
+        """Queue several answers at once, in order."""
+        with self._lock:
+            self._queue.extend(items)
+
+    def reset(self) -> None:
+        """Forget the script and the received requests; answer :class:`Reply` defaults again."""
+        with self._lock:
+            self._queue.clear()
+        self.requests.clear()
+        self.default = Reply()
 
     def _next(self) -> Reply | Failure:
         with self._lock:
@@ -111,7 +142,9 @@ class FakeProvider:
 
         class Handler(_Handler):
             fake = provider
+            protocol_version = "HTTP/1.1" if provider.keep_alive else "HTTP/1.0"
 
+        self._closing.clear()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -121,6 +154,7 @@ class FakeProvider:
         return self
 
     def stop(self) -> None:
+        self._closing.set()  # releases stalled handlers
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -133,12 +167,24 @@ class FakeProvider:
         self.stop()
 
 
+class _ClientGone(Exception):
+    pass
+
+
+def _gemini_model(path: str) -> str:
+    return path.rsplit("/models/", 1)[-1].split(":", 1)[0] or "gemini-2.5-flash"
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeProvider
-    protocol_version = "HTTP/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        if self.fake.keep_alive:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -147,127 +193,139 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        path = self.path.split("?", 1)[0]
-        self.fake.requests.append(Received("POST", path, {k.lower(): v for k, v in self.headers.items()}, body))
+        path, _, query = self.path.partition("?")
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.fake.requests.append(Received("POST", path, headers, body, query, raw, self.client_address[1]))
         item = self.fake._next()
-        if item.delay:
-            time.sleep(item.delay)
-        anthropic = path.endswith("/messages")
         try:
+            if item.delay:
+                self._stall(item.delay)
+            request = body if isinstance(body, dict) else {}
             if isinstance(item, Failure):
-                self._failure(item, anthropic)
-            elif anthropic:
-                self._anthropic(item, body or {})
-            elif path.endswith("/responses"):
-                self._responses(item, body or {})
-            elif path.endswith("/chat/completions"):
-                self._chat(item, body or {})
+                self._failure(item, path)
             else:
-                self._json(404, {"error": {"message": "no such endpoint", "type": "not_found_error"}})
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client walked away (an abandoned stream); nothing to answer
+                self._answer(item, path, query, request)
+        except (BrokenPipeError, ConnectionResetError, _ClientGone):
+            self.close_connection = True  # the client walked away (an abandoned stream)
 
-    # formats -----------------------------------------------------------------------------------
-    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.send_header("request-id", "req_fake")
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _failure(self, item: Failure, anthropic: bool) -> None:
-        kind = _ERROR_TYPES.get(item.status, "api_error")
-        if anthropic:
-            payload: Any = {"type": "error", "error": {"type": kind, "message": item.message}}
+    # dispatch ----------------------------------------------------------------------------------
+    def _answer(self, reply: Reply, path: str, query: str, body: dict[str, Any]) -> None:
+        model = reply.model or body.get("model")
+        stream = bool(body.get("stream"))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        if ":generateContent" in path or ":streamGenerateContent" in path:
+            model = reply.model or _gemini_model(path)
+            vertex = "/publishers/" in path
+            if ":streamGenerateContent" in path:
+                alt_sse = parse_qs(query).get("alt") == ["sse"]
+                frames = wf.gemini_stream(reply, model, sse_format=alt_sse, vertex=vertex)
+                self._stream(reply, frames, "text/event-stream" if alt_sse else "application/json; charset=UTF-8")
+            else:
+                self._json(200, wf.gemini_json(reply, model), reply.headers, reply.gzip, reply.stop_after)
+        elif path.endswith("/messages"):
+            model = model or "claude-haiku-4-5"
+            if stream:
+                self._stream(reply, wf.anthropic_stream(reply, model))
+            else:
+                self._json(200, wf.anthropic_json(reply, model), reply.headers, reply.gzip, reply.stop_after)
+        elif path.endswith("/responses"):
+            model = model or "gpt-4o-mini"
+            if stream:
+                self._stream(reply, wf.responses_stream(reply, model))
+            else:
+                self._json(200, wf.responses_json(reply, model), reply.headers, reply.gzip, reply.stop_after)
+        elif path.endswith("/chat/completions"):
+            model = model or "gpt-4o-mini"
+            if stream:
+                self._stream(reply, wf.openai_chat_stream(reply, model, include_usage))
+            else:
+                self._json(200, wf.openai_chat_json(reply, model), reply.headers, reply.gzip, reply.stop_after)
+        elif path.endswith("/completions"):
+            model = model or "gpt-3.5-turbo-instruct"
+            if stream:
+                self._stream(reply, wf.completions_stream(reply, model, include_usage))
+            else:
+                self._json(200, wf.completions_json(reply, model), reply.headers, reply.gzip, reply.stop_after)
+        elif path.endswith("/embeddings"):
+            inputs = body.get("input")
+            count = len(inputs) if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int) else 1
+            dimensions = body.get("dimensions") if isinstance(body.get("dimensions"), int) else None
+            payload = wf.embeddings_json(reply, model or "text-embedding-3-small", count, dimensions)
+            self._json(200, payload, reply.headers, reply.gzip, reply.stop_after)
         else:
-            payload = {"error": {"message": item.message, "type": kind, "param": None, "code": kind}}
-        self._json(item.status, payload, item.headers)
+            self._json(404, wf.error_json("openai", 404, "no such endpoint", code="unknown_url"))
 
-    def _sse_start(self) -> None:
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("cache-control", "no-cache")
-        self.end_headers()
+    def _failure(self, item: Failure, path: str) -> None:
+        if path.endswith("/messages"):
+            api = "anthropic"
+        elif ":generateContent" in path or ":streamGenerateContent" in path:
+            api = "gemini"
+        else:
+            api = "openai"
+        body = wf.error_json(api, item.status, item.message, item.error_type, item.code)
+        self._json(item.status, body, item.headers, item.gzip)
 
-    def _event(self, data: Any, event: str | None, delay: float) -> None:
-        if delay:
-            time.sleep(delay)
-        text = data if isinstance(data, str) else json.dumps(data)
-        prefix = f"event: {event}\n" if event else ""
-        self.wfile.write(f"{prefix}data: {text}\n\n".encode())
-        self.wfile.flush()
+    # writing -----------------------------------------------------------------------------------
+    def _stall(self, seconds: float) -> None:
+        """Wait ``seconds``, ending early (by raising) when the client hangs up or the server stops."""
+        deadline = time.monotonic() + min(seconds, _MAX_STALL)
+        while (left := deadline - time.monotonic()) > 0:
+            if self.fake._closing.wait(min(left, 0.02)):
+                raise _ClientGone
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                raise _ClientGone  # EOF: the client closed its end
 
-    @staticmethod
-    def _pieces(text: str) -> list[str]:
-        words = text.split(" ")
-        return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+    def _head(self, status: int, headers: dict[str, str]) -> bytes:
+        """The status line and headers, buffered rather than written (see the module docstring)."""
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        buffered: list[bytes] = getattr(self, "_headers_buffer", [])
+        self._headers_buffer = []
+        return b"".join(buffered) + b"\r\n"
 
-    def _chat(self, item: Reply, body: dict[str, Any]) -> None:
-        model = item.model or body.get("model") or "gpt-4o-mini"
-        usage = {"prompt_tokens": item.input_tokens, "completion_tokens": item.output_tokens,
-                 "total_tokens": item.input_tokens + item.output_tokens,
-                 "prompt_tokens_details": {"cached_tokens": item.cached_tokens},
-                 "completion_tokens_details": {"reasoning_tokens": item.reasoning_tokens}}
-        finish = item.finish_reason or "stop"
-        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": model}
-        if not body.get("stream"):
-            self._json(200, {**base, "object": "chat.completion", "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": item.text}, "finish_reason": finish}],
-                "usage": usage})
+    def _json(self, status: int, data: bytes, headers: dict[str, str] | None = None, compress: bool = False,
+              stop_after: int | None = None) -> None:
+        head = {"content-type": "application/json", "request-id": "req_fake", "x-request-id": "req_fake"}
+        if compress and "gzip" in self.headers.get("accept-encoding", ""):
+            data = gzip.compress(data, compresslevel=5)
+            head["content-encoding"] = "gzip"
+        head["content-length"] = str(len(data))
+        if not self.fake.keep_alive:
+            head["connection"] = "close"
+        head.update(headers or {})
+        if stop_after is not None:  # promise the whole body, send half, hang up
+            self.wfile.write(self._head(status, head) + data[: len(data) // 2])
+            self.close_connection = True
             return
-        self._sse_start()
-        chunk = {**base, "object": "chat.completion.chunk"}
-        self._event({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                           "finish_reason": None}]}, None, item.chunk_delay)
-        for piece in self._pieces(item.text):
-            self._event({**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]},
-                        None, item.chunk_delay)
-        self._event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}, None,
-                    item.chunk_delay)
-        if (body.get("stream_options") or {}).get("include_usage"):
-            self._event({**chunk, "choices": [], "usage": usage}, None, item.chunk_delay)
-        self._event("[DONE]", None, 0)
+        self.wfile.write(self._head(status, head) + data)
 
-    def _responses(self, item: Reply, body: dict[str, Any]) -> None:
-        model = item.model or body.get("model") or "gpt-4o-mini"
-        self._json(200, {
-            "id": "resp_fake", "object": "response", "created_at": int(time.time()), "model": model,
-            "status": "completed", "error": None, "incomplete_details": None, "instructions": None,
-            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "metadata": {},
-            "output": [{"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
-                        "content": [{"type": "output_text", "text": item.text, "annotations": []}]}],
-            "usage": {"input_tokens": item.input_tokens, "output_tokens": item.output_tokens,
-                      "total_tokens": item.input_tokens + item.output_tokens,
-                      "input_tokens_details": {"cached_tokens": item.cached_tokens},
-                      "output_tokens_details": {"reasoning_tokens": item.reasoning_tokens}}})
+    def _stream(self, reply: Reply, frames: list[bytes], content_type: str = "text/event-stream") -> None:
+        chunked = self.fake.keep_alive
+        head = {"content-type": content_type, "cache-control": "no-cache", "request-id": "req_fake",
+                "x-request-id": "req_fake", **reply.headers}
+        if chunked:
+            head["transfer-encoding"] = "chunked"
+        else:
+            head["connection"] = "close"
+        pending = self._head(200, head)
+        for n, frame in enumerate(frames):
+            if reply.stop_after is not None and n >= reply.stop_after:
+                self.wfile.write(pending)
+                self.close_connection = True  # no terminal event, no final chunk
+                return
+            if reply.hang_after is not None and n >= reply.hang_after:
+                self.wfile.write(pending)
+                self._stall(_MAX_STALL)
+            if reply.chunk_delay and n:
+                self.wfile.write(pending)
+                pending = b""
+                self._stall(reply.chunk_delay)
+            pending += b"%x\r\n%s\r\n" % (len(frame), frame) if chunked else frame
+            self.wfile.write(pending)
+            pending = b""
+        self.wfile.write(pending + (b"0\r\n\r\n" if chunked else b""))
+        if not chunked:
+            self.close_connection = True
 
-    def _anthropic(self, item: Reply, body: dict[str, Any]) -> None:
-        model = item.model or body.get("model") or "claude-haiku-4-5"
-        usage = {"input_tokens": item.input_tokens, "output_tokens": item.output_tokens,
-                 "cache_read_input_tokens": item.cache_read_tokens,
-                 "cache_creation_input_tokens": item.cache_write_tokens}
-        stop = item.finish_reason or "end_turn"
-        message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
-                   "stop_reason": stop, "stop_sequence": None, "usage": usage,
-                   "content": [{"type": "text", "text": item.text}]}
-        if not body.get("stream"):
-            self._json(200, message)
-            return
-        self._sse_start()
-        delay = item.chunk_delay
-        start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
-        self._event({"type": "message_start", "message": start}, "message_start", delay)
-        self._event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                    "content_block_start", delay)
-        self._event({"type": "ping"}, "ping", 0)
-        for piece in self._pieces(item.text):
-            self._event({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
-                        "content_block_delta", delay)
-        self._event({"type": "content_block_stop", "index": 0}, "content_block_stop", delay)
-        self._event({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                     "usage": {"output_tokens": item.output_tokens}}, "message_delta", delay)
-        self._event({"type": "message_stop"}, "message_stop", delay)
