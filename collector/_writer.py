@@ -39,8 +39,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
 from llmlens.collector._metrics import Metrics
 from llmlens.collector.otlp import DecodedBatch, OTLPDecodeError, decode
 from llmlens.collector.record import SpanRecord
@@ -265,12 +263,11 @@ class BatchWriter:
         started = time.perf_counter()
         try:
             result = self._ingest(records)
-        except (StoreUnavailable, OperationalError, InterfaceError) as exc:
-            # SQLAlchemy's connection errors too: a read on the way to the write (e.g. the
-            # leaf lookup) can be the first to find the database gone.
-            down = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc).splitlines()[0])
-            self._database_down(down)
-            self._fail(jobs, down)
+        except StoreUnavailable as exc:
+            # The store translates every read and write, so the leaf lookup on the way to
+            # the write, often the first to find the database gone, raises this too.
+            self._database_down(exc)
+            self._fail(jobs, exc)
             return
         except Exception:
             if len(jobs) > 1:

@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import func, insert, select
-
 from llmlens.collector import queries
-from llmlens.collector.schema import alert_events, alert_rules
-from llmlens.collector.store import Store
+from llmlens.collector.store import (
+    Store,
+    add_alert_rule,
+    enabled_alert_rules,
+    last_alert_fired,
+    record_alert_event,
+)
 
 logger = logging.getLogger("llmlens")
 
@@ -75,30 +78,17 @@ def add_rule(store: Store, *, name: str, metric: str, threshold: float, window_m
         raise ValueError("threshold, min_calls and cooldown must be >= 0 and the window > 0")
     if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
         raise ValueError(f"webhook must be an http(s) URL, got {webhook_url!r}")
-    with store.engine.begin() as conn:
-        result = conn.execute(insert(alert_rules).values(
-            name=name, metric=metric, threshold=threshold, window_minutes=window_minutes,
-            min_calls=min_calls, task=task, webhook_url=webhook_url, cooldown_minutes=cooldown_minutes,
-            enabled=True))
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
+    rule_id = add_alert_rule(store.engine, {
+        "name": name, "metric": metric, "threshold": threshold, "window_minutes": window_minutes,
+        "min_calls": min_calls, "task": task, "webhook_url": webhook_url, "cooldown_minutes": cooldown_minutes,
+        "enabled": True})
+    assert rule_id is not None  # only_if_none was not asked for
+    return rule_id
 
 
 def ensure_default_rule(store: Store) -> None:
     """Give a store with no rules the invalid-output spike rule."""
-    with store.engine.begin() as conn:
-        if conn.execute(select(func.count()).select_from(alert_rules)).scalar_one() == 0:
-            conn.execute(insert(alert_rules).values(**DEFAULT_RULE))
-
-
-def _last_fired(store: Store, rule_id: int, task: str | None) -> datetime | None:
-    c = alert_events.c
-    query = select(func.max(c.fired_at)).where(c.rule_id == rule_id)
-    query = query.where(c.task.is_(None) if task is None else c.task == task)
-    with store.engine.connect() as conn:
-        value = conn.execute(query).scalar()
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    add_alert_rule(store.engine, DEFAULT_RULE, only_if_none=True)
 
 
 def _observations(store: Store, rule: dict[str, Any], now: datetime) -> list[tuple[str | None, dict[str, Any]]]:
@@ -152,8 +142,7 @@ def check_alerts(store: Store, *, now: datetime | None = None, send: bool = True
     """
     now = now or datetime.now(UTC)
     default_webhook = default_webhook or os.environ.get("LLMLENS_ALERT_WEBHOOK") or None
-    with store.engine.connect() as conn:
-        rules = [dict(r._mapping) for r in conn.execute(select(alert_rules).where(alert_rules.c.enabled))]
+    rules = enabled_alert_rules(store.engine)
     fired: list[FiredAlert] = []
     for rule in rules:
         for task, stats in _observations(store, rule, now):
@@ -163,7 +152,7 @@ def check_alerts(store: Store, *, now: datetime | None = None, send: bool = True
                 continue
             if float(value) <= rule["threshold"]:
                 continue
-            last = _last_fired(store, rule["id"], task)
+            last = last_alert_fired(store.engine, rule["id"], task)
             if last is not None and now - last < timedelta(minutes=rule["cooldown_minutes"]):
                 continue
             message = _message(rule, task, float(value), calls)
@@ -178,11 +167,10 @@ def check_alerts(store: Store, *, now: datetime | None = None, send: bool = True
                 if error:
                     logger.warning("llmlens: alert %r not delivered: %s", rule["name"], error)
             delivered = bool(send and url and error is None)
-            with store.engine.begin() as conn:
-                conn.execute(insert(alert_events).values(
-                    rule_id=rule["id"], rule_name=rule["name"], fired_at=now, value=float(value),
-                    threshold=rule["threshold"], task=task, message=message, delivered=delivered,
-                    delivery_error=error))
+            record_alert_event(store.engine, {
+                "rule_id": rule["id"], "rule_name": rule["name"], "fired_at": now, "value": float(value),
+                "threshold": rule["threshold"], "task": task, "message": message, "delivered": delivered,
+                "delivery_error": error})
             fired.append(FiredAlert(rule["id"], rule["name"], rule["metric"], float(value), rule["threshold"],
                                     task, now, message, delivered, error))
     return fired

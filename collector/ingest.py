@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
 
 from llmlens import semconv as sc
 from llmlens.collector._sources import SCOPE_PROVIDERS
 from llmlens.collector.normalize import Redactor, normalize
 from llmlens.collector.pricing import Pricer, row_cost
 from llmlens.collector.record import SpanRecord
-from llmlens.collector.store import Store
+from llmlens.collector.store import SpanRow, Store
 
 
 @dataclass
@@ -37,16 +36,16 @@ class IngestResult:
         return self
 
 
-def _has_usage(row: dict[str, Any]) -> bool:
+def _has_usage(row: SpanRow) -> bool:
     return row["input_tokens"] is not None or row["output_tokens"] is not None
 
 
-def _is_provider_level(row: dict[str, Any]) -> bool:
+def _is_provider_level(row: SpanRow) -> bool:
     return row["attributes"].get("otel.scope.name") in SCOPE_PROVIDERS
 
 
-def _is_llmlens(row: dict[str, Any]) -> bool:
-    return row["attributes"].get(sc.SPAN_ROLE) == sc.ROLE_ATTEMPT  # type: ignore[no-any-return]
+def _is_llmlens(row: SpanRow) -> bool:
+    return row["attributes"].get(sc.SPAN_ROLE) == sc.ROLE_ATTEMPT
 
 
 class Ingestor:
@@ -75,10 +74,10 @@ class Ingestor:
         self.redact = redact
         self.max_content_chars = max_content_chars
 
-    def rows(self, records: Sequence[SpanRecord]) -> tuple[list[dict[str, Any]], IngestResult]:
+    def rows(self, records: Sequence[SpanRecord]) -> tuple[list[SpanRow], IngestResult]:
         """Normalize and price a batch without writing it."""
         result = IngestResult(received=len(records))
-        rows: list[dict[str, Any]] = []
+        rows: list[SpanRow] = []
         for record in records:
             row = normalize(record, capture_content=self.capture_content, redact=self.redact,
                             max_content_chars=self.max_content_chars)
@@ -93,7 +92,7 @@ class Ingestor:
         result.aggregates = len(rows) - len(kept)
         return kept, result
 
-    def _count_leaves_once(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _count_leaves_once(self, rows: list[SpanRow]) -> list[SpanRow]:
         """Drop a framework span whose child LLM span reports the same usage.
 
         Children end before their parents, so a child is in this batch or already stored.

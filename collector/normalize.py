@@ -13,12 +13,15 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmlens import _status
 from llmlens import semconv as sc
 from llmlens.collector import _sources as src
 from llmlens.collector.record import STATUS_ERROR, SpanRecord
+
+if TYPE_CHECKING:  # the store imports SQLAlchemy; normalize stays free of it
+    from llmlens.collector.store import SpanRow
 
 _F = src.FIELDS
 _CONSUMED = src.CONSUMED
@@ -196,7 +199,7 @@ def normalize(
     capture_content: bool = False,
     redact: Redactor | None = None,
     max_content_chars: int = 4096,
-) -> dict[str, Any] | None:
+) -> SpanRow | None:
     """Turn one span into an ``llm_spans`` row (without cost), or None if it is not an LLM call.
 
     Content attributes (prompts, answers, tool arguments) are dropped unless

@@ -38,11 +38,9 @@ from typing import Any, Final, Literal
 
 from opentelemetry import trace
 from pydantic import BaseModel
-from sqlalchemy import Engine, bindparam, select, update
 
 import llmlens
-from llmlens.collector.schema import alert_rules, llm_spans
-from llmlens.collector.store import Store, open_store, resolve_url
+from llmlens.collector.store import Store, alert_rule_id, as_utc, open_store, resolve_url
 from llmlens.dashboard import _fake_provider as fake
 from llmlens.dashboard._fake_provider import FakeProvider, Usage
 
@@ -299,39 +297,33 @@ class _App:
 
 # --- moving a batch of rows to its planned place in history ----------------------------------
 
-def _shift(engine: Engine, batch: list[_Call], time_scale: float) -> tuple[int, set[str]]:
+def _shift(store: Store, batch: list[_Call], time_scale: float) -> tuple[int, set[str]]:
     """Move each call's rows to its planned start and rescale durations; one UPDATE per batch."""
     planned = {call.trace_id: call.at for call in batch if call.trace_id is not None}
-    columns = (llm_spans.c.id, llm_spans.c.trace_id, llm_spans.c.start_time, llm_spans.c.duration_ms,
-               llm_spans.c.time_to_first_token_ms, llm_spans.c.call_duration_ms)
-    with engine.connect() as conn:
-        rows = conn.execute(select(*columns).where(llm_spans.c.trace_id.in_(list(planned)))).all()
+    rows = store.timings_of_traces(planned)
     first: dict[str, datetime] = {}
     for row in rows:
-        start = _utc(row.start_time)
-        first[row.trace_id] = min(first.get(row.trace_id, start), start)
+        start = _utc(row["start_time"])
+        first[row["trace_id"]] = min(first.get(row["trace_id"], start), start)
 
     def scaled(value: float | None) -> float | None:
         return None if value is None else value * time_scale
 
-    params = [
-        {"row_id": row.id,
-         "new_start": planned[row.trace_id] + (_utc(row.start_time) - first[row.trace_id]) * time_scale,
-         "new_duration": row.duration_ms * time_scale, "new_ttft": scaled(row.time_to_first_token_ms),
-         "new_call_duration": scaled(row.call_duration_ms)}
+    changes = [
+        {"id": row["id"],
+         "start_time": planned[row["trace_id"]] + (_utc(row["start_time"]) - first[row["trace_id"]]) * time_scale,
+         "duration_ms": row["duration_ms"] * time_scale,
+         "time_to_first_token_ms": scaled(row["time_to_first_token_ms"]),
+         "call_duration_ms": scaled(row["call_duration_ms"])}
         for row in rows
     ]
-    if params:
-        statement = update(llm_spans).where(llm_spans.c.id == bindparam("row_id")).values(
-            start_time=bindparam("new_start"), duration_ms=bindparam("new_duration"),
-            time_to_first_token_ms=bindparam("new_ttft"), call_duration_ms=bindparam("new_call_duration"))
-        with engine.begin() as conn:
-            conn.execute(statement, params)
-    return len(params), set(first)
+    return store.retime_rows(changes), set(first)
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    utc = as_utc(value)
+    assert utc is not None
+    return utc
 
 
 def run_demo(db_url: str | None = None, calls: int = 1500, seed: int = 7, days: float = 3.0, *,
@@ -356,7 +348,7 @@ def run_demo(db_url: str | None = None, calls: int = 1500, seed: int = 7, days: 
     rng = random.Random(seed)
     if end is None:
         end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
-    end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
+    end = _utc(end)
     timeline = _Timeline(end - timedelta(days=days), end)
     planned = _plan(rng, calls, timeline)
 
@@ -367,7 +359,7 @@ def run_demo(db_url: str | None = None, calls: int = 1500, seed: int = 7, days: 
         with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="llmlens-demo") as pool:
             for batch in _batches(planned):
                 failed += sum(not ok for ok in pool.map(app.run, batch))
-                rows += _flush_and_shift(store.engine, batch)
+                rows += _flush_and_shift(store, batch)
     finally:
         llmlens.shutdown()
     alerts = _replay_alerts(store, timeline)
@@ -392,9 +384,7 @@ def _replay_alerts(store: Store, timeline: _Timeline) -> int:
     """
     from llmlens.collector.alerts import add_rule, check_alerts
 
-    with store.engine.connect() as conn:
-        exists = conn.execute(select(alert_rules.c.id).where(alert_rules.c.name == _DEMO_RULE["name"])).first()
-    if exists is None:
+    if alert_rule_id(store.engine, _DEMO_RULE["name"]) is None:
         add_rule(store, **_DEMO_RULE)
     deployed, rolled_back = timeline.rollout
     fired = 0
@@ -414,7 +404,7 @@ def _batches(planned: list[_Call]) -> Iterator[list[_Call]]:
         yield planned[offset:offset + _BATCH]
 
 
-def _flush_and_shift(engine: Engine, batch: list[_Call]) -> int:
+def _flush_and_shift(store: Store, batch: list[_Call]) -> int:
     # A call's rows reach the store after its spans end and the batch processor exports
     # them; flush, then shift what arrived. Rows arriving later would keep their real time,
     # so wait (bounded) until every call of the batch has at least one row.
@@ -422,7 +412,7 @@ def _flush_and_shift(engine: Engine, batch: list[_Call]) -> int:
     pending = batch
     for _ in range(5):
         llmlens.flush(timeout=10.0)
-        shifted, seen = _shift(engine, pending, TIME_SCALE)
+        shifted, seen = _shift(store, pending, TIME_SCALE)
         rows += shifted
         pending = [call for call in pending if call.trace_id not in seen]
         if not pending:

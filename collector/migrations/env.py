@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from llmlens.collector.schema import metadata
+from llmlens.collector.store import metadata
 
 config = context.config
 

@@ -1,0 +1,114 @@
+""":class:`Store`, a handle on one database, and :func:`open_store`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, func, select, text, update
+
+from llmlens.collector.store import _write
+from llmlens.collector.store._engine import ensure_schema, get_engine, safe_url
+from llmlens.collector.store._errors import translated
+from llmlens.collector.store._tables import llm_spans
+
+__all__ = ["Store", "open_store"]
+
+_t = llm_spans.c
+
+
+class Store:
+    """A handle on one database: schema checked once, rows written in bulk.
+
+    >>> store = open_store("sqlite:///llmlens.db")  # doctest: +SKIP
+    >>> store.insert_rows([row])  # doctest: +SKIP
+    1
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._sql = _write.insert_sql(self.dialect)
+
+    @property
+    def url(self) -> str:
+        return safe_url(self.engine)
+
+    def insert_rows(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert rows in one transaction; return how many were new (duplicates are skipped).
+
+        Raises :class:`StoreUnavailable` when the database cannot be reached; then
+        nothing of the batch was committed and the caller may retry it whole.
+        """
+        if not rows:
+            return 0
+        with translated("cannot write to", self.url), self.engine.begin() as conn:
+            return _write.insert_rows(conn, self._sql, rows)
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    def parent_links(self, trace_ids: Iterable[str]) -> set[tuple[str, str]]:
+        """(trace_id, parent_span_id) of the stored rows of these traces that have a parent."""
+        with translated("cannot read from", self.url), self.engine.connect() as conn:
+            return _write.parent_links(conn, trace_ids)
+
+    def count_rows(self) -> int:
+        """How many raw rows the store holds."""
+        with translated("cannot read from", self.url), self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(llm_spans)).scalar_one())
+
+    def fetch_rows(self, limit: int | None = None, **equals: Any) -> list[dict[str, Any]]:
+        """Rows as dicts, oldest first, optionally filtered by column equality (tests, CLI)."""
+        query = select(llm_spans)
+        for column, value in equals.items():
+            query = query.where(llm_spans.c[column] == value)
+        query = query.order_by(_t.start_time, _t.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with translated("cannot read from", self.url), self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def timings_of_traces(self, trace_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """``id``, ``trace_id`` and the time columns of every row of these traces."""
+        columns = (_t.id, _t.trace_id, _t.start_time, _t.duration_ms, _t.time_to_first_token_ms,
+                   _t.call_duration_ms)
+        with translated("cannot read from", self.url), self.engine.connect() as conn:
+            rows = conn.execute(select(*columns).where(_t.trace_id.in_(sorted(set(trace_ids))))).all()
+        return [dict(row._mapping) for row in rows]
+
+    def retime_rows(self, changes: Sequence[Mapping[str, Any]]) -> int:
+        """Set ``start_time``, ``duration_ms``, ``time_to_first_token_ms`` and
+        ``call_duration_ms`` of rows by ``id`` (each change names all five), in one transaction.
+
+        ``llmlens demo`` uses it to move a run of seconds into days of history.
+        """
+        if not changes:
+            return 0
+        statement = update(llm_spans).where(_t.id == bindparam("row_id")).values(
+            start_time=bindparam("new_start"), duration_ms=bindparam("new_duration"),
+            time_to_first_token_ms=bindparam("new_ttft"), call_duration_ms=bindparam("new_call_duration"))
+        params = [{"row_id": c["id"], "new_start": c["start_time"], "new_duration": c["duration_ms"],
+                   "new_ttft": c["time_to_first_token_ms"], "new_call_duration": c["call_duration_ms"]}
+                  for c in changes]
+        with translated("cannot write to", self.url), self.engine.begin() as conn:
+            conn.execute(statement, params)
+        return len(params)
+
+
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
+    """Open the store at ``url`` (or ``LLMLENS_DB_URL``), creating an empty one's tables.
+
+    Raises :class:`StoreOutdated` with the ``llmlens db upgrade`` hint for an older
+    schema, and :class:`StoreUnavailable` when the database cannot be reached.
+    """
+    engine = get_engine(url)
+    if create:
+        ensure_schema(engine)
+    return Store(engine)
