@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmlens import _status
 from llmlens import semconv as sc
+from llmlens._finish import finish_reason
 from llmlens.collector import _sources as src
 from llmlens.collector.record import STATUS_ERROR, SpanRecord
 
@@ -302,7 +303,7 @@ def normalize(
         "call_duration_ms": call_duration if call_duration is not None else (duration_ms if final else None),
         "idempotency_key": _str(attrs.get(sc.IDEMPOTENCY_KEY)),
         "streaming": _bool(streaming_value) if streaming_value is not None else ttft is not None,
-        "finish_reason": _str(get("finish_reasons"), 64),
+        "finish_reason": finish_reason(_str(get("finish_reasons"), 64)),
         "conversation_id": _str(get("conversation_id")),
         "prompt_hash": _str(attrs.get(sc.PROMPT_HASH), 64),
         "attributes": kept,

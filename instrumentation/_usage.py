@@ -3,7 +3,8 @@
 Recognised shapes (objects of the SDKs or plain dicts with the same fields):
 OpenAI Chat Completions and its chunks, OpenAI Responses and its stream events,
 Anthropic Messages and its stream events, Google GenAI ``GenerateContentResponse``,
-LiteLLM ``ModelResponse`` (OpenAI-shaped). Tokens are normalised to the GenAI
+LiteLLM ``ModelResponse`` (OpenAI-shaped). Finish reasons are put in the conventions'
+words by :mod:`llmlens._finish`, the table the collector uses too. Tokens are normalised to the GenAI
 conventions: input includes cached input (Anthropic reports cache reads and writes on
 top of ``input_tokens``, so they are added in), output includes reasoning (Google reports
 thoughts apart from candidates, so they are added in).
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from llmlens import semconv as sc
+from llmlens._finish import finish_reason
 
 __all__ = ["StreamUsage", "extract", "response_text"]
 
@@ -104,7 +106,7 @@ def _chat(obj: Any) -> Attrs:
         attrs[sc.RESPONSE_ID] = value
     choices = getattr(obj, "choices", None)
     if choices:
-        reasons = [r for r in [getattr(c, "finish_reason", None) for c in choices] if type(r) is str]
+        reasons = [finish_reason(r) for r in [getattr(c, "finish_reason", None) for c in choices] if type(r) is str]
         if reasons:
             attrs[sc.RESPONSE_FINISH_REASONS] = reasons
     usage = getattr(obj, "usage", None)
@@ -134,7 +136,7 @@ def _responses(obj: Any) -> Attrs:
     _put(attrs, sc.RESPONSE_ID, _g(obj, "id"))
     reason = _g(_g(obj, "incomplete_details"), "reason") or _g(obj, "status")
     if isinstance(reason, str):
-        attrs[sc.RESPONSE_FINISH_REASONS] = [reason]
+        attrs[sc.RESPONSE_FINISH_REASONS] = [finish_reason(reason)]
     _responses_usage(_g(obj, "usage"), attrs)
     return attrs
 
@@ -158,7 +160,7 @@ def _anthropic(obj: Any) -> Attrs:
     _put(attrs, sc.RESPONSE_ID, _g(obj, "id"))
     reason = _g(obj, "stop_reason")
     if isinstance(reason, str):
-        attrs[sc.RESPONSE_FINISH_REASONS] = [reason]
+        attrs[sc.RESPONSE_FINISH_REASONS] = [finish_reason(reason)]
     _anthropic_usage(_g(obj, "usage"), attrs)
     return attrs
 
@@ -171,7 +173,7 @@ def _google(obj: Any) -> Attrs:
     for candidate in _g(obj, "candidates") or ():
         reason = _g(candidate, "finish_reason") or _g(candidate, "finishReason")
         if reason is not None:
-            reasons.append(str(getattr(reason, "name", reason)).lower())
+            reasons.append(finish_reason(reason))
     if reasons:
         attrs[sc.RESPONSE_FINISH_REASONS] = reasons
     usage = _g(obj, "usage_metadata") or _g(obj, "usageMetadata")
@@ -354,7 +356,7 @@ class StreamUsage:
         for choice in _g(chunk, "choices") or ():
             reason = _g(choice, "finish_reason")
             if isinstance(reason, str):
-                attrs[sc.RESPONSE_FINISH_REASONS] = [reason]
+                attrs[sc.RESPONSE_FINISH_REASONS] = [finish_reason(reason)]
             if self.texts is not None:
                 text = _g(_g(choice, "delta"), "content")
                 if isinstance(text, str):
@@ -381,7 +383,7 @@ class StreamUsage:
         elif kind == "message_delta":
             reason = _g(_g(event, "delta"), "stop_reason")
             if isinstance(reason, str):
-                self.attrs[sc.RESPONSE_FINISH_REASONS] = [reason]
+                self.attrs[sc.RESPONSE_FINISH_REASONS] = [finish_reason(reason)]
             self._anthropic_usage(_g(event, "usage"))
         elif kind == "response.output_text.delta":
             if self.texts is not None:

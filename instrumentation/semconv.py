@@ -33,6 +33,7 @@ OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
 ERROR_TYPE: Final = "error.type"
 SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
 SERVICE_NAME: Final = "service.name"
 
 # --- llmlens: what the conventions lack ----------------------------------------------------
@@ -57,6 +58,9 @@ CALL_DURATION_MS: Final = "llmlens.call_duration_ms"
 # so this span is not a row. The value is the attempt's hex span id.
 MERGED_INTO: Final = "llmlens.merged_into"
 COST_USD: Final = "llmlens.cost_usd"
+# The provider's own name for an error, from its error body or a mid-stream error event
+# ("rate_limit_error", "model_not_found", "RESOURCE_EXHAUSTED"): never its message.
+PROVIDER_ERROR: Final = "llmlens.provider_error"
 
 # Instrumentation scope of llmlens' own spans.
 SCOPE_NAME: Final = "llmlens"

@@ -215,7 +215,7 @@ def test_the_anthropic_sdks_own_spans_make_correct_rows_with_cache_tokens(
         100,
         50,
     )
-    assert (cached["output_tokens"], cached["status"], cached["finish_reason"]) == (4, "ok", "end_turn")
+    assert (cached["output_tokens"], cached["status"], cached["finish_reason"]) == (4, "ok", "stop")
     assert cached["cost_usd"] > 0
     assert streamed["streaming"] and streamed["time_to_first_token_ms"] > 0
     assert (streamed["input_tokens"], streamed["output_tokens"]) == (30, 6)
