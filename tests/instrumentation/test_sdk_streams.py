@@ -143,7 +143,7 @@ def test_anthropic_message_counts_cache_reads_and_writes_as_input(
 
     call()
     attrs = _attrs(spans)
-    assert attrs[sc.PROVIDER_NAME] == "anthropic" and attrs[sc.RESPONSE_FINISH_REASONS] == ("end_turn",)
+    assert attrs[sc.PROVIDER_NAME] == "anthropic" and attrs[sc.RESPONSE_FINISH_REASONS] == ("stop",)
     assert attrs[sc.USAGE_INPUT_TOKENS] == 260
     assert attrs[sc.USAGE_CACHE_READ_INPUT_TOKENS] == 200 and attrs[sc.USAGE_CACHE_WRITE_INPUT_TOKENS] == 50
 
@@ -161,7 +161,7 @@ def test_anthropic_raw_stream_reads_usage_from_start_and_delta_events(
     assert events[-1] == "message_stop"
     attrs = _attrs(spans)
     assert (attrs[sc.USAGE_INPUT_TOKENS], attrs[sc.USAGE_OUTPUT_TOKENS]) == (15, 9)
-    assert attrs[sc.RESPONSE_FINISH_REASONS] == ("end_turn",) and sc.RESPONSE_TIME_TO_FIRST_CHUNK in attrs
+    assert attrs[sc.RESPONSE_FINISH_REASONS] == ("stop",) and sc.RESPONSE_TIME_TO_FIRST_CHUNK in attrs
 
 
 def test_anthropic_message_stream_helper_through_text_stream(
