@@ -262,7 +262,7 @@ _BODY_HANDLERS: Final[dict[str, Callable[[apis.Facts, Any], None]]] = {
 _SSE, _JSON, _JSON_SEQ, _OPAQUE = 1, 2, 3, 4
 # Fields a large answer's head and tail are searched for (see _salvage).
 _TAIL_FINISH: Final = re.compile(rb'"(?:finish_reason|stop_reason|finishReason)"\s*:\s*"(\w{1,64})"')
-_HEAD_STRINGS: Final = re.compile(rb'"(model|modelVersion|id|responseId|status)"\s*:\s*"([^"\\]{1,256})"')
+_HEAD_STRINGS: Final = re.compile(rb'"(model|modelVersion|id|responseId|status|reason)"\s*:\s*"([^"\\]{1,256})"')
 _USAGE_KEY: Final = re.compile(rb'"(usage|usageMetadata|x_groq)"\s*:\s*\{')
 
 
@@ -444,10 +444,11 @@ class ResponseReader:
             self._buffer += data
             return
         if not self._head:  # just past the limit: keep the head, roll the tail from here on
-            self._head = bytes(self._buffer[:_KEEP])
-            self._tail = bytes(self._buffer[-_KEEP:])
+            self._head = (bytes(self._buffer[:_KEEP]) + data[:_KEEP])[:_KEEP]
+            self._tail = (bytes(self._buffer[-_KEEP:]) + data[-_KEEP:])[-_KEEP:]
             self._buffer = bytearray()
-        tail = self._tail + data
+            return
+        tail = self._tail + data[-_KEEP:]
         self._tail = tail[-_KEEP:] if len(tail) > _KEEP else tail
 
     def _parse_json(self) -> None:
@@ -488,7 +489,9 @@ class ResponseReader:
         for index, reason in enumerate(_TAIL_FINISH.findall(tail)):
             facts.finish[index] = reason.decode("ascii")
         if self.info.api == "openai.responses" and strings.get(b"status") and not facts.finish:
-            facts.finish[0] = strings[b"status"].decode("ascii", "replace")
+            status = strings[b"status"]
+            reason = strings.get(b"reason") if status == b"incomplete" else None
+            facts.finish[0] = (reason or status).decode("ascii", "replace")
         for match in reversed(list(_USAGE_KEY.finditer(tail))):
             try:
                 usage, _ = json.JSONDecoder().raw_decode(tail[match.end() - 1:].decode("utf-8", "replace"))

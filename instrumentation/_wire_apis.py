@@ -201,9 +201,11 @@ def _chat_choice(facts: Facts, choice: Any) -> None:
 
 def chat_event(facts: Facts, event: bytes | None, data: bytes) -> None:
     if data[:1] != b"{":
-        if data.strip() == b"[DONE]":
+        data = data.strip()
+        if data == b"[DONE]":
             facts.complete = True
-        return
+        if data[:1] != b"{":
+            return
     if facts.first_content_at is not None and facts.model is not None:
         # Compact JSON (what providers send) is checked with substring searches, several
         # times faster than the regex, which serves JSON written with spaces.

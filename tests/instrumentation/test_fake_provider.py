@@ -265,3 +265,54 @@ def test_the_format_helpers_give_the_same_bytes_without_a_server() -> None:
     assert body["usage"]["prompt_tokens"] == 3 and body["model"] == "gpt-4o"
     frames = anthropic_stream(Reply("x"), model="claude-x")
     assert frames[0].startswith(b"event: message_start\ndata: ") and frames[-1].endswith(b"\n\n")
+
+
+@pytest.mark.parametrize(("path", "body", "reply", "expected"), [
+    ("/v1/chat/completions", {"model": "gpt-4o", "stream": True, "stream_options": {"include_usage": True}},
+     {"input_tokens": 30, "output_tokens": 4, "cached_tokens": 10}, (30, 4, 10)),
+    ("/v1/responses", {"model": "gpt-4o", "stream": True, "input": "hi"}, {"input_tokens": 9, "output_tokens": 2},
+     (9, 2, 0)),
+    ("/v1/messages", {"model": "claude-x", "stream": True, "max_tokens": 5},
+     {"input_tokens": 3, "output_tokens": 7, "cache_read_tokens": 100}, (103, 7, 100)),
+    ("/v1/projects/p/locations/l/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse", {},
+     {"input_tokens": 8, "output_tokens": 30, "reasoning_tokens": 20, "thinking": "t"}, (8, 30, None)),
+    ("/v1beta/models/gemini-2.5-flash:streamGenerateContent", {}, {"input_tokens": 8, "output_tokens": 3},
+     (8, 3, None)),
+    ("/v1/embeddings", {"model": "text-embedding-3-small", "input": ["a", "b"]}, {"input_tokens": 6, "gzip": True},
+     (6, None, None)),
+])
+@pytest.mark.parametrize("keep_alive", [False, True])
+def test_the_wire_reader_reads_what_the_fake_provider_serves_over_a_socket(
+        path: str, body: dict[str, Any], reply: dict[str, Any], expected: tuple[Any, ...], keep_alive: bool) -> None:
+    from llmlens import semconv as sc
+    from llmlens._wire import ResponseReader, read_request
+
+    with FakeProvider(keep_alive=keep_alive) as fake, httpx.Client(base_url=fake.url) as http:
+        fake.reply("a few words here", **reply)
+        host = fake.url.removeprefix("http://")
+        provider = "gcp.vertex_ai" if ":" in path.rpartition("/")[2] else "openai"
+        info = read_request("POST", host, None, path, json.dumps(body).encode(), {host: provider})
+        assert info is not None
+        with http.stream("POST", path, json=body) as response:
+            reader = ResponseReader(info, response.status_code, response.headers)
+            for piece in response.iter_bytes():
+                reader.feed(piece)
+        result = reader.result()
+    assert (result.get(sc.USAGE_INPUT_TOKENS), result.get(sc.USAGE_OUTPUT_TOKENS),
+            result.get(sc.USAGE_CACHE_READ_INPUT_TOKENS)) == expected
+    assert reader.complete and result.get(sc.RESPONSE_MODEL)
+    assert (reader.first_content_at is not None) == info.stream
+
+
+def test_the_wire_reader_reads_a_scripted_error_and_its_retry_after(fake: FakeProvider, http: httpx.Client) -> None:
+    from llmlens._wire import ResponseReader, http_status, read_request
+
+    fake.fail(429, headers={"retry-after-ms": "250"}, gzip=True)
+    host = fake.url.removeprefix("http://")
+    info = read_request("POST", host, None, "/v1/messages", b'{"model":"claude-x"}', {host: "anthropic"})
+    assert info is not None
+    response = http.post("/v1/messages", json={"model": "claude-x"})
+    reader = ResponseReader(info, response.status_code, response.headers)
+    reader.feed(response.content)
+    assert http_status(response.status_code, response.headers) == ("rate_limited", "HTTP 429", 0.25)
+    assert reader.outcome() == ("rate_limited", "rate_limit_error")

@@ -418,7 +418,7 @@ def test_a_long_stream_keeps_only_its_unfinished_line() -> None:
     assert tokens(reader.result())[:2] == (1, 20_000)
 
 
-def test_a_large_anthropic_or_gemini_answer_is_read_from_its_head_and_tail() -> None:
+def test_a_large_answer_of_each_api_is_read_from_its_head_and_tail() -> None:
     long_text = "lorem ipsum " * 60_000
     for api, body, expected in [
         ("anthropic.messages", wf.anthropic_json(Reply(long_text, input_tokens=5, output_tokens=9000,
@@ -430,9 +430,18 @@ def test_a_large_anthropic_or_gemini_answer_is_read_from_its_head_and_tail() -> 
         ("openai.responses", wf.responses_json(Reply(long_text, input_tokens=5, output_tokens=9000), "gpt-4o"),
          (5, 9000, 0, None, 0)),
     ]:
-        result = read(info(api, stream=False), body, size=65536).result()
-        assert tokens(result) == expected, api
-        assert result[sc.RESPONSE_MODEL] and result[sc.RESPONSE_FINISH_REASONS] == ("stop",), api
+        for size in (65536, 100_003, None):  # the limit crossed between pieces, inside one, by the first
+            result = read(info(api, stream=False), body, size=size).result()
+            assert tokens(result) == expected, (api, size)
+            assert result[sc.RESPONSE_MODEL] and result[sc.RESPONSE_FINISH_REASONS] == ("stop",), (api, size)
+    cut = wf.responses_json(Reply(long_text, finish_reason="max_output_tokens"), "gpt-4o")
+    result = read(info("openai.responses", stream=False), cut).result()
+    assert result[sc.RESPONSE_FINISH_REASONS] == ("length",)
+
+
+def test_sse_data_with_extra_whitespace_is_still_read() -> None:
+    padded = b"data:  " + wf.openai_chat_json(Reply(input_tokens=2, output_tokens=1), "gpt-4o") + b"  \n\n"
+    assert tokens(read(info("openai.chat"), padded).result())[:2] == (2, 1)
 
 
 # --- one finish-reason vocabulary for capture, return values and the collector ------------------
