@@ -27,8 +27,8 @@ from llmlens.collector.exporter import StoreSpanExporter
 from llmlens.collector.ingest import Ingestor
 from llmlens.collector.pricing import Pricer
 from llmlens.collector.record import from_readable_span
-from llmlens.collector.schema import ROW_COLUMNS
-from llmlens.collector.store import Store, open_store
+from llmlens.collector.store import ROW_COLUMNS, open_store
+from llmlens.collector.store._write import sqlite_params
 
 MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5"),
           ("gcp.gemini", "gemini-2.0-flash")]
@@ -59,7 +59,7 @@ def make_spans(n: int) -> list[ReadableSpan]:
 
 def bench_raw(rows: list[dict[str, object]], path: Path, batch: int) -> float:
     open_store(f"sqlite:///{path}")  # same schema and indexes
-    params = Store._sqlite_params(None, rows)  # type: ignore[arg-type]
+    params = sqlite_params(rows)
     sql = (f"INSERT INTO llm_spans ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' for _ in ROW_COLUMNS)})")
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")

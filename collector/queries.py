@@ -14,6 +14,7 @@ from __future__ import annotations
 from llmlens.collector.store import (
     BUCKET_LADDER,
     DIMENSIONS,
+    Cursor,
     Filters,
     Measure,
     breakdown,
@@ -26,6 +27,7 @@ from llmlens.collector.store import (
     list_alert_events,
     list_alert_rules,
     list_calls,
+    raw_time_extent,
     retry_waste,
     summary,
     time_extent,
@@ -35,6 +37,7 @@ from llmlens.collector.store import (
 __all__ = [
     "BUCKET_LADDER",
     "DIMENSIONS",
+    "Cursor",
     "Filters",
     "Measure",
     "breakdown",
@@ -47,6 +50,7 @@ __all__ = [
     "list_alert_events",
     "list_alert_rules",
     "list_calls",
+    "raw_time_extent",
     "retry_waste",
     "summary",
     "time_extent",

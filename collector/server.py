@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import ipaddress
 import logging
@@ -29,6 +30,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import anyio
@@ -74,6 +76,8 @@ class CollectorSettings:
     shutdown_timeout: float = 10.0
     # Seconds between evaluations of the alert rules; 0 disables them.
     alert_interval: float = 60.0
+    # Raw rows older than this many days are pruned once a day (None: kept forever).
+    retention_days: float | None = None
 
     @classmethod
     def resolve(cls, **explicit: Any) -> CollectorSettings:
@@ -88,6 +92,8 @@ class CollectorSettings:
             raise ValueError("max_body_bytes must be at least 1024")
         if settings.queue_max_batches < 1:
             raise ValueError("queue_max_batches must be at least 1")
+        if settings.retention_days is not None and settings.retention_days <= 0:
+            raise ValueError("retention_days must be positive")
         return settings
 
 
@@ -130,6 +136,8 @@ class _Service:
         async with anyio.create_task_group() as tasks:
             if self.settings.alert_interval > 0:
                 tasks.start_soon(self._evaluate_alerts, self.settings.alert_interval)
+            if self.settings.retention_days is not None:
+                tasks.start_soon(self._prune_daily, self.settings.retention_days)
             try:
                 yield
             finally:
@@ -152,6 +160,20 @@ class _Service:
                 await anyio.to_thread.run_sync(check_alerts, self.store)
             except Exception as exc:
                 logger.warning("llmlens collector: alert evaluation failed: %s", exc)
+
+    async def _prune_daily(self, days: float) -> None:
+        """Prune raw rows older than ``days`` now and every day; a failure is logged, never fatal."""
+        from llmlens.collector.store import prune
+
+        while True:
+            cutoff = datetime.now(UTC) - timedelta(days=days)
+            try:
+                result = await anyio.to_thread.run_sync(functools.partial(prune, self.store.engine,
+                                                                          raw_before=cutoff))
+                logger.info("llmlens collector: pruned %d raw rows older than %s", result.raw_rows, cutoff)
+            except Exception as exc:
+                logger.warning("llmlens collector: pruning failed: %s", exc)
+            await anyio.sleep(86400)
 
     # --- POST /v1/traces ---------------------------------------------------------------------
 
@@ -323,6 +345,7 @@ def serve(
     alert_interval: float = 60.0,
     log_level: str = "info",
     workers: int = 1,
+    retention_days: float | None = None,
 ) -> int:
     """Run the collector under uvicorn until SIGTERM or SIGINT; return the exit code.
 
@@ -345,7 +368,7 @@ def serve(
         settings = CollectorSettings.resolve(host=host, port=port, db_url=db_url, token=token,
                                              max_body_bytes=max_body_bytes, capture_content=capture_content,
                                              queue_max_batches=queue_max_batches,
-                                             alert_interval=alert_interval)
+                                             alert_interval=alert_interval, retention_days=retention_days)
         # Opened before uvicorn starts, so an unreachable or outdated store is one clear line.
         store = open_store(settings.db_url)
     except Exception as exc:
@@ -383,7 +406,8 @@ def serve(
         if pid == 0:  # the worker
             code = 1
             try:
-                worker_settings = settings if index == 0 else replace(settings, alert_interval=0.0)
+                worker_settings = (settings if index == 0
+                                   else replace(settings, alert_interval=0.0, retention_days=None))
                 code = _run(config(worker_settings, open_store(settings.db_url)), signal, sockets=[sock])
             finally:
                 os._exit(code)
@@ -450,10 +474,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alert-interval", type=float, default=60.0, help="seconds; 0 disables alerts")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--workers", type=int, default=1, help="collector processes sharing the port")
+    parser.add_argument("--retention-days", type=float, default=None, help="prune raw rows older than this daily")
     args = parser.parse_args(argv)
     return serve(args.host, args.port, args.db_url, args.token, args.max_body_bytes, args.capture_content,
                  args.queue_max_batches, alert_interval=args.alert_interval, log_level=args.log_level,
-                 workers=args.workers)
+                 workers=args.workers, retention_days=args.retention_days)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ class ViewContext:
 
 # Queries that take no Filters as their first argument after the connection.
 _NO_FILTERS: Final[frozenset[Callable[..., Any]]] = frozenset(
-    {queries.has_rows, queries.list_alert_rules, queries.call_detail}
+    {queries.has_rows, queries.list_alert_rules, queries.call_detail, queries.raw_time_extent}
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 class CLIError(Exception):
@@ -42,6 +42,7 @@ def _cmd_collector(args: argparse.Namespace) -> int:
         alert_interval=args.alert_interval,
         log_level=args.log_level,
         workers=args.workers,
+        retention_days=args.retention_days,
     )
 
 
@@ -111,6 +112,21 @@ def _cmd_db_current(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_db_prune(args: argparse.Namespace) -> int:
+    from llmlens.collector.store import open_store, prune
+
+    if args.raw_days <= 0 or (args.rollup_days is not None and args.rollup_days < args.raw_days):
+        raise ValueError("--raw-days must be positive and --rollup-days at least --raw-days")
+    store = open_store(args.db)
+    now = datetime.now(UTC)
+    rollups_before = None if args.rollup_days is None else now - timedelta(days=args.rollup_days)
+    result = prune(store.engine, raw_before=now - timedelta(days=args.raw_days), rollups_before=rollups_before,
+                   batch=args.batch)
+    print(f"{store.url}: deleted {result.raw_rows} raw rows, {result.minute_rollups} minute rollups "
+          f"and {result.rollups} hour/day rollups")
+    return 0
+
+
 def _parse_since(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -160,6 +176,8 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="requests waiting for the writer before senders get 503")
     coll.add_argument("--workers", type=int, default=1,
                       help="collector processes sharing the port (one core each)")
+    coll.add_argument("--retention-days", type=float, default=None,
+                      help="prune raw rows older than this many days, once a day (default: keep them)")
     coll.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     coll.set_defaults(func=_cmd_collector)
 
@@ -202,6 +220,13 @@ def _build_parser() -> argparse.ArgumentParser:
     cur = db_sub.add_parser("current", help="show the store's schema revision")
     cur.add_argument("--db", help=db_help)
     cur.set_defaults(func=_cmd_db_current)
+    pr = db_sub.add_parser("prune", help="delete old raw rows (charts keep their history in the rollups)")
+    pr.add_argument("--db", help=db_help)
+    pr.add_argument("--raw-days", type=float, required=True, help="keep raw rows of the last N days")
+    pr.add_argument("--rollup-days", type=float, default=None,
+                    help="also delete hour and day rollups older than M days (default: keep them)")
+    pr.add_argument("--batch", type=int, default=5000, help="rows deleted per transaction")
+    pr.set_defaults(func=_cmd_db_prune)
 
     prices = sub.add_parser("prices", help="pricing")
     prices_sub = prices.add_subparsers(dest="prices_command", metavar="COMMAND", required=True)

@@ -10,7 +10,8 @@ Modules, each with one concern:
 - ``_write`` / ``_store``: the bulk writer and :class:`Store`
 - ``_filters``, ``_queries``, ``_traces``, ``_alerts``: the reads the dashboard, the alert
   evaluator and the CLI make (re-exported by :mod:`llmlens.collector.queries`)
-- ``_reprice``, ``_migrate``: re-pricing stored rows, Alembic migrations
+- ``_rollup``, ``_plan``: rollups written with every batch, and how reads cover a range
+- ``_reprice``, ``_retention``, ``_migrate``: re-pricing, pruning, Alembic migrations
 
 >>> store = open_store("sqlite:///llmlens.db")  # doctest: +SKIP
 >>> store.insert_rows(rows)  # doctest: +SKIP
@@ -55,6 +56,8 @@ from llmlens.collector.store._queries import (
     timeseries,
 )
 from llmlens.collector.store._reprice import RepriceResult, reprice_rows
+from llmlens.collector.store._retention import PruneResult, prune
+from llmlens.collector.store._rollup import RELATIVE_ERROR
 from llmlens.collector.store._store import Store, open_store
 from llmlens.collector.store._tables import (
     NAMING_CONVENTION,
@@ -66,18 +69,21 @@ from llmlens.collector.store._tables import (
     metadata,
 )
 from llmlens.collector.store._time import UTCDateTime, as_utc
-from llmlens.collector.store._traces import call_detail, count_calls, list_calls
+from llmlens.collector.store._traces import Cursor, call_detail, count_calls, list_calls, raw_time_extent
 
 __all__ = [
     "BUCKET_LADDER",
     "DEFAULT_DB_URL",
     "DIMENSIONS",
     "NAMING_CONVENTION",
+    "RELATIVE_ERROR",
     "ROW_COLUMNS",
     "SCHEMA_REVISION",
     "Bind",
+    "Cursor",
     "Filters",
     "Measure",
+    "PruneResult",
     "RepriceResult",
     "SpanRow",
     "Store",
@@ -110,6 +116,8 @@ __all__ = [
     "make_engine",
     "metadata",
     "open_store",
+    "prune",
+    "raw_time_extent",
     "record_alert_event",
     "reprice_rows",
     "resolve_url",

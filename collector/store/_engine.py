@@ -32,7 +32,7 @@ __all__ = [
 
 DEFAULT_DB_URL: Final = "sqlite:///llmlens.db"
 # The newest migration under collector/migrations/versions. A test checks they agree.
-SCHEMA_REVISION: Final = "0001"
+SCHEMA_REVISION: Final = "0002"
 
 
 def resolve_url(url: str | None = None) -> str:

@@ -58,14 +58,14 @@ class Filters:
         """The same time range with no other condition (for the options of the other filters)."""
         return Filters(start=self.start, end=self.end)
 
-    def where(self, table: Table = llm_spans, time_column: str = "start_time") -> list[ColumnElement[bool]]:
+    def where(self, table: Table = llm_spans, time_column: str | None = "start_time") -> list[ColumnElement[bool]]:
         """The filters as SQL conditions on ``table`` (``llm_spans`` or a table with its
-        dimension columns), its time in ``time_column``."""
+        dimension columns), its time in ``time_column`` (None: no time condition)."""
         c = table.c
         conditions: list[ColumnElement[bool]] = []
-        if self.start is not None:
+        if self.start is not None and time_column is not None:
             conditions.append(c[time_column] >= bind_time(self.start))
-        if self.end is not None:
+        if self.end is not None and time_column is not None:
             conditions.append(c[time_column] < bind_time(self.end))
         for column, values in ((c.task, self.tasks), (c.request_model, self.models),
                                (c.prompt_version, self.prompt_versions), (c.status, self.statuses),

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select, text, update
 
-from llmlens.collector.store import _write
+from llmlens.collector.store import _rollup, _write
 from llmlens.collector.store._engine import ensure_schema, get_engine, safe_url
 from llmlens.collector.store._errors import translated
 from llmlens.collector.store._tables import llm_spans
@@ -29,6 +29,7 @@ class Store:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._sql = _write.insert_sql(self.dialect)
+        self._keys = _rollup.KeyCache()
 
     @property
     def url(self) -> str:
@@ -43,7 +44,10 @@ class Store:
         if not rows:
             return 0
         with translated("cannot write to", self.url), self.engine.begin() as conn:
-            return _write.insert_rows(conn, self._sql, rows)
+            fresh = _write.insert_rows(conn, self._sql, rows)
+            ids = _rollup.apply(conn, _rollup.Delta.of(fresh), self._keys)
+        self._keys.remember(ids)
+        return len(fresh)
 
     def ping(self) -> bool:
         """True when the database answers a trivial query."""
@@ -85,7 +89,8 @@ class Store:
 
     def retime_rows(self, changes: Sequence[Mapping[str, Any]]) -> int:
         """Set ``start_time``, ``duration_ms``, ``time_to_first_token_ms`` and
-        ``call_duration_ms`` of rows by ``id`` (each change names all five), in one transaction.
+        ``call_duration_ms`` of rows by ``id`` (each change names all five), moving their
+        share of the rollups along, in one transaction.
 
         ``llmlens demo`` uses it to move a run of seconds into days of history.
         """
@@ -97,9 +102,17 @@ class Store:
         params = [{"row_id": c["id"], "new_start": c["start_time"], "new_duration": c["duration_ms"],
                    "new_ttft": c["time_to_first_token_ms"], "new_call_duration": c["call_duration_ms"]}
                   for c in changes]
+        by_id = {c["id"]: c for c in changes}
         with translated("cannot write to", self.url), self.engine.begin() as conn:
+            before = [dict(r._mapping) for r in conn.execute(select(llm_spans).where(_t.id.in_(list(by_id))))]
+            after = [{**row, **{k: by_id[row["id"]][k] for k in _TIMING}} for row in before]
             conn.execute(statement, params)
+            ids = _rollup.apply(conn, _rollup.Delta.of(before, -1).add(after), self._keys)
+        self._keys.remember(ids)
         return len(params)
+
+
+_TIMING = ("start_time", "duration_ms", "time_to_first_token_ms", "call_duration_ms")
 
 
 def open_store(url: str | None = None, *, create: bool = True) -> Store:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -33,7 +34,19 @@ from sqlalchemy import (
 
 from llmlens.collector.store._time import UTCDateTime
 
-__all__ = ["NAMING_CONVENTION", "ROW_COLUMNS", "SpanRow", "alert_events", "alert_rules", "llm_spans", "metadata"]
+__all__ = [
+    "NAMING_CONVENTION",
+    "ROW_COLUMNS",
+    "SpanRow",
+    "alert_events",
+    "alert_rules",
+    "llm_spans",
+    "metadata",
+    "rollup_keys",
+    "rollup_latency",
+    "rollups",
+    "store_marks",
+]
 
 # Fixed constraint names: Alembic autogenerate and both databases agree on them.
 NAMING_CONVENTION: Final = {
@@ -137,6 +150,83 @@ alert_events: Final = Table(
     Column("delivery_error", Text),
     PrimaryKeyConstraint("id"),
     Index("ix_alert_events_fired_at", "fired_at"),
+)
+
+
+# --- Rollups: what every aggregate reads (see docs/store.md) ---------------------------------
+
+# One row per combination of the dimensions the dashboard filters and groups on. Rollup rows
+# refer to it by id, which keeps them narrow. ``key_hash`` makes the combination unique:
+# a UNIQUE over the columns themselves would let NULLs repeat on both databases.
+rollup_keys: Final = Table(
+    "rollup_keys",
+    metadata,
+    Column("id", Integer, nullable=False),
+    Column("key_hash", String(40), nullable=False, unique=True),
+    Column("service_name", String(255)),
+    Column("task", String(255)),
+    Column("provider", String(64)),
+    Column("request_model", String(255)),
+    Column("response_model", String(255)),
+    Column("prompt_name", String(255)),
+    Column("prompt_version", String(255)),
+    Column("status", String(32), nullable=False),
+    Column("failure_reason", String(255)),
+    Column("final", Boolean, nullable=False),
+    Column("streaming", Boolean, nullable=False),
+    PrimaryKeyConstraint("id"),
+)
+
+# Sums per (grain, bucket, key): grain 60 (minute), 3600 (hour) or 86400 (day) seconds,
+# bucket the epoch second the bucket starts at (UTC). Additive columns only, so any range
+# and grouping is a SUM. Minute rows are pruned with the raw rows; hours and days stay.
+rollups: Final = Table(
+    "rollups",
+    metadata,
+    Column("grain", Integer, nullable=False),
+    Column("bucket", BigInteger, nullable=False),
+    Column("key_id", Integer, nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("retried_calls", BigInteger, nullable=False),  # final rows with attempt > 1
+    Column("unpriced_requests", BigInteger, nullable=False),
+    Column("cost_usd", Float, nullable=False),  # over priced rows only
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("call_ms", Float, nullable=False),  # call latency summed over final rows
+    Column("request_ms", Float, nullable=False),
+    Column("ttft_ms", Float, nullable=False),
+    Column("ttft_requests", BigInteger, nullable=False),
+    PrimaryKeyConstraint("grain", "bucket", "key_id"),
+    sqlite_with_rowid=False,
+)
+
+# Latency distributions: how many values of ``measure`` (0 call, 1 request, 2 time to first
+# token) fell in log-spaced bin ``bin`` per (grain, bucket, key). Summing ``n`` over any
+# range and grouping gives that selection's histogram, hence its percentiles.
+rollup_latency: Final = Table(
+    "rollup_latency",
+    metadata,
+    Column("grain", Integer, nullable=False),
+    Column("bucket", BigInteger, nullable=False),
+    Column("key_id", Integer, nullable=False),
+    Column("measure", SmallInteger, nullable=False),
+    Column("bin", SmallInteger, nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("grain", "bucket", "key_id", "measure", "bin"),
+    sqlite_with_rowid=False,
+)
+
+# Small named values the store keeps about itself: ``minute_rollups_from`` is the epoch
+# second from which minute rollups are complete (set by a prune; absent: from the start).
+store_marks: Final = Table(
+    "store_marks",
+    metadata,
+    Column("name", String(64), nullable=False),
+    Column("value", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name"),
 )
 
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 
 from llmlens.collector.store._filters import Bind, Filters, connect, filtered, rows_of
-from llmlens.collector.store._queries import _count_if
+from llmlens.collector.store._queries import summary_calls
 from llmlens.collector.store._tables import llm_spans
-from llmlens.collector.store._time import as_utc
+from llmlens.collector.store._time import as_utc, bind_time
 
-__all__ = ["call_detail", "count_calls", "list_calls"]
+__all__ = ["Cursor", "call_detail", "count_calls", "list_calls", "raw_time_extent"]
+
+# Where a page of calls ends: (start_time, id) of its last call. The next page starts
+# after it in the (start_time, id) order, found through the start_time index.
+Cursor = tuple[datetime, int]
 
 _t = llm_spans.c
 _IS_FINAL = _t.final.is_(True)
@@ -22,27 +27,47 @@ _CALL_COLUMNS: Final = (
 )
 
 
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
 def count_calls(bind: Bind, filters: Filters = Filters()) -> int:
-    """How many calls (final rows) match ``filters``: the trace explorer's page count."""
+    """How many calls (final rows) match ``filters``, counted in the rollups (so calls
+    whose raw rows were pruned count too)."""
+    return summary_calls(bind, filters)
+
+
+def raw_time_extent(bind: Bind) -> tuple[datetime | None, datetime | None]:
+    """The oldest and newest raw row's ``start_time``: how far back calls can be opened."""
     with connect(bind) as conn:
-        return int(conn.execute(filtered(select(func.count()).where(_IS_FINAL), filters)).scalar_one())
+        first, last = conn.execute(select(func.min(_t.start_time), func.max(_t.start_time))).one()
+    return as_utc(first), as_utc(last)
 
 
-def list_calls(bind: Bind, filters: Filters = Filters(), *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+def list_calls(bind: Bind, filters: Filters = Filters(), *, limit: int = 50,
+               before: Cursor | None = None) -> list[dict[str, Any]]:
     """One page of calls, newest first: the final row of each, with totals over its attempts.
+
+    ``before`` is the cursor of the previous page (``(start_time, id)`` of its last call):
+    the page continues after it. Keyset pagination reads one page through the index
+    however deep it is, where ``OFFSET`` would read and skip every row before it.
 
     Per call: ``trace_id``/``span_id`` (of the final row; give them to :func:`call_detail`),
     ``call_id``, ``start_time``, the task/model/prompt/status columns, ``attempts``,
     ``latency_ms`` (the whole call), and over all its attempts ``cost_usd`` (None when any
-    attempt is unpriced), ``input_tokens`` and ``output_tokens``.
+    attempt is unpriced), ``input_tokens`` and ``output_tokens``; ``id`` and ``cursor``
+    (give the last call's to the next page's ``before``).
     """
-    if limit <= 0 or offset < 0:
-        raise ValueError("limit must be positive and offset non-negative")
+    if limit <= 0:
+        raise ValueError("limit must be positive")
     page = filtered(
-        select(*_CALL_COLUMNS, func.coalesce(_t.call_duration_ms, _t.duration_ms).label("latency_ms"),
+        select(_t.id, *_CALL_COLUMNS, func.coalesce(_t.call_duration_ms, _t.duration_ms).label("latency_ms"),
                _t.cost_usd, _t.input_tokens, _t.output_tokens).where(_IS_FINAL),
         filters,
-    ).order_by(_t.start_time.desc(), _t.id.desc()).limit(limit).offset(offset)
+    ).order_by(_t.start_time.desc(), _t.id.desc()).limit(limit)
+    if before is not None:
+        at = bind_time(before[0])
+        page = page.where(or_(_t.start_time < at, and_(_t.start_time == at, _t.id < before[1])))
     with connect(bind) as conn:
         calls = rows_of(conn, page)
         call_ids = sorted({c["call_id"] for c in calls if c["call_id"]})
@@ -65,6 +90,7 @@ def list_calls(bind: Bind, filters: Filters = Filters(), *, limit: int = 50, off
             totals = {(r["trace_id"], r["call_id"]): r for r in rows_of(conn, per_call)}
     for call in calls:
         call["start_time"] = as_utc(call["start_time"])
+        call["cursor"] = (call["start_time"], call["id"])
         call["attempts"] = call.pop("attempt")
         total = totals.get((call["trace_id"], call["call_id"]))
         if total is not None:

@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 from llmlens.collector.store._tables import ROW_COLUMNS
 from llmlens.collector.store._time import sqlite_text
 
-__all__ = ["dumps", "insert_rows", "insert_sql", "parent_links"]
+__all__ = ["dumps", "insert_rows", "insert_sql", "parent_links", "sqlite_params"]
 
 # Rows from normalize carry every column; a C-level getter builds the parameter tuple.
 _pick_columns: Final = operator.itemgetter(*ROW_COLUMNS)
@@ -57,7 +57,8 @@ def insert_sql(dialect: str) -> str:
     return f"INSERT INTO llm_spans ({cols}) VALUES ({values}) ON CONFLICT (trace_id, span_id) DO NOTHING"
 
 
-def _sqlite_params(rows: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
+def sqlite_params(rows: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
+    """Rows as the SQLite driver's parameter lists, in ``ROW_COLUMNS`` order."""
     out = []
     pick = _pick_columns
     for row in rows:
@@ -84,19 +85,74 @@ def _pg_params(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def insert_rows(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert rows on ``conn`` (inside its transaction); return how many were new."""
-    dialect = conn.dialect.name
-    params: Sequence[Any] = _sqlite_params(rows) if dialect == "sqlite" else _pg_params(rows)
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+def insert_rows(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Insert rows on ``conn`` (inside its transaction); return the rows that were new.
+
+    Rollups are built from what this returns, so it must be exact under concurrency.
+    PostgreSQL says which rows it inserted (``RETURNING``, one result per row). SQLite's
+    ``executemany`` returns nothing, so the transaction takes the write lock first
+    (``BEGIN IMMEDIATE``: no other process can insert until it commits); when the count
+    inserted shows duplicates, the new rows are those above the id the table ended at.
+    """
+    if conn.dialect.name == "sqlite":
+        return _insert_sqlite(conn, sql, rows)
+    return _insert_postgres(conn, sql, rows)
+
+
+def _span_of(row: Mapping[str, Any]) -> tuple[str, str]:
+    return row["trace_id"], row["span_id"]
+
+
+def _first_of_each_span(rows: Sequence[Mapping[str, Any]], skip: set[tuple[str, str]]) -> list[Mapping[str, Any]]:
+    # Within a batch the first of two rows with one span id is the one ON CONFLICT keeps.
+    fresh = []
+    for row in rows:
+        span = (row["trace_id"], row["span_id"])
+        if span not in skip:
+            skip.add(span)
+            fresh.append(row)
+    return fresh
+
+
+def _insert_sqlite(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    if not dbapi.in_transaction:
+        dbapi.execute("BEGIN IMMEDIATE")
+    # Holding the write lock, the rows this transaction inserts are exactly those with an
+    # id above the largest one before it (INTEGER PRIMARY KEY takes max(rowid) + 1).
+    last_id = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM llm_spans").scalar()
+    cursor = dbapi.cursor()
     try:
-        cursor.executemany(sql, params)
-        inserted: int = cursor.rowcount
+        cursor.executemany(sql, sqlite_params(rows))
+        inserted = cursor.rowcount
     finally:
         cursor.close()
-    return inserted if inserted >= 0 else len(rows)
+    if inserted == len(rows):  # the usual case: no duplicate, nothing to look up
+        return list(rows)
+    new = {(t, s) for t, s in conn.exec_driver_sql(_NEW_SPANS_SQLITE, (last_id,))}
+    return [row for row in _first_of_each_span(rows, set()) if (row["trace_id"], row["span_id"]) in new]
 
 
+def _insert_postgres(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    # Concurrent collectors inserting the same spans must take their index locks in one
+    # order, or two transactions wait for each other (a deadlock). A stable sort keeps
+    # the first of two duplicates first.
+    rows = sorted(rows, key=_span_of)
+    cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    inserted: set[tuple[str, str]] = set()
+    try:
+        cursor.executemany(sql + " RETURNING trace_id, span_id", _pg_params(rows), returning=True)
+        while True:
+            inserted.update(cursor.fetchall())
+            if not cursor.nextset():
+                break
+    finally:
+        cursor.close()
+    return [row for row in _first_of_each_span(rows, set()) if (row["trace_id"], row["span_id"]) in inserted]
+
+
+_NEW_SPANS_SQLITE: Final = "SELECT trace_id, span_id FROM llm_spans WHERE id > ?"
 _PARENTS_SQLITE: Final = ("SELECT trace_id, parent_span_id FROM llm_spans "
                           "WHERE trace_id IN (SELECT value FROM json_each(?))")
 _PARENTS_POSTGRES: Final = "SELECT trace_id, parent_span_id FROM llm_spans WHERE trace_id = ANY(%s)"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any, Final
 
 import streamlit as st
 
 from llmlens.collector import queries
+from llmlens.collector.queries import Filters
 from llmlens.dashboard import _format, charts
 from llmlens.dashboard._source import ViewContext, current_view
 from llmlens.dashboard._widgets import Columns, kpis, table
@@ -45,14 +45,23 @@ def render(view: ViewContext) -> None:
                               placeholder="All statuses")
     filters = replace(view.filters, statuses=tuple(statuses))
     total = view.fetch(queries.count_calls, filters)
+    oldest, _ = view.fetch(queries.raw_time_extent)
+    if oldest is not None:
+        st.caption(f"Raw calls are kept from {_format.when(oldest)} UTC; charts of older ranges come from "
+                   "rollups, which keep the history.")
     if not total:
         st.info("No calls match these filters.", icon=":material/filter_alt_off:")
         return
-    pages = max(1, math.ceil(total / PAGE_SIZE))
-    page = int(st.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, value=1, step=1,
-                               key="traces.page"))
-    calls = view.fetch(queries.list_calls, filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    st.caption(f"{total:,} calls, newest first; showing {len(calls)} on this page.")
+    cursors = _page_cursors(filters)
+    calls = view.fetch(queries.list_calls, filters, limit=PAGE_SIZE, before=cursors[-1] if cursors else None)
+    st.caption(f"{total:,} calls, newest first; page {len(cursors) + 1}, showing {len(calls)}.")
+    newer, older = st.columns(2)
+    if newer.button("Newer", disabled=not cursors, key="traces.newer"):
+        cursors.pop()
+        st.rerun()
+    if older.button("Older", disabled=len(calls) < PAGE_SIZE, key="traces.older"):
+        cursors.append(calls[-1]["cursor"])
+        st.rerun()
     table(calls, _CALL_COLUMNS, key="traces.calls")
 
     index = st.selectbox("Open a call", range(len(calls)), format_func=lambda i: _describe(calls[i]),
@@ -62,6 +71,16 @@ def render(view: ViewContext) -> None:
     chosen = calls[index]
     attempts = view.fetch(queries.call_detail, chosen["trace_id"], chosen["span_id"])
     _show_call(chosen, attempts)
+
+
+def _page_cursors(filters: Filters) -> list[queries.Cursor]:
+    """Where each page before this one ended (keyset pagination), reset when the filters change."""
+    state = st.session_state
+    if state.get("traces.filters") != filters:
+        state["traces.filters"] = filters
+        state["traces.cursors"] = []
+    cursors: list[queries.Cursor] = state["traces.cursors"]
+    return cursors
 
 
 def _show_call(call: dict[str, Any], attempts: list[dict[str, Any]]) -> None:

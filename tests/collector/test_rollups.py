@@ -1,0 +1,246 @@
+"""Rollups answer every aggregate exactly as the raw rows would, on SQLite and PostgreSQL.
+
+Each test writes seeded random rows through the real write path, then compares every
+function of ``llmlens.collector.queries`` with the same aggregate computed in Python from
+the raw rows (``tests/support/rollup_oracle.py``), for random filters and groupings:
+after duplicates, concurrent writers in several processes, a re-price, a prune, and a
+migration of a store that had no rollups.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rollup_oracle as oracle
+from sqlalchemy import insert
+
+from llmlens.collector import migrate, queries
+from llmlens.collector.queries import Filters
+from llmlens.collector.store import (
+    BUCKET_LADDER,
+    RELATIVE_ERROR,
+    Store,
+    get_engine,
+    llm_spans,
+    open_store,
+    prune,
+    reprice_rows,
+)
+
+T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+GROUPINGS: list[tuple[str, ...]] = [(), ("task",), ("model",), ("task", "prompt_version"), ("status", "failure_reason"),
+                                    ("service", "provider"), ("response_model",), ("prompt_name", "model")]
+
+
+def _fill(store: Store, rows: list[dict[str, Any]], batch: int = 97) -> int:
+    return sum(store.insert_rows(rows[i:i + batch]) for i in range(0, len(rows), batch))
+
+
+def _same_totals(got: dict[str, Any], want: dict[str, Any]) -> None:
+    for key, value in want.items():
+        if isinstance(value, float):
+            assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+        else:
+            assert got[key] == value, key
+
+
+def _check_totals(store: Store, rows: list[dict[str, Any]], filters: Filters, by: tuple[str, ...]) -> None:
+    chosen = oracle.select_rows(rows, filters)
+    _same_totals(queries.summary(store.engine, filters), oracle.totals(chosen))
+    assert queries.count_calls(store.engine, filters) == oracle.totals(chosen)["calls"]
+    if by:
+        got = {tuple(r[name] for name in by): r for r in queries.breakdown(store.engine, filters, by=by)}
+        want = oracle.group(chosen, by)
+        assert set(got) == set(want)
+        for key, group_rows in want.items():
+            _same_totals(got[key], oracle.totals(group_rows))
+        waste = {tuple(r[name] for name in by): r for r in queries.retry_waste(store.engine, filters, by=by)}
+        for key, group_rows in want.items():
+            wasted = [r for r in group_rows if not (r["final"] and r["status"] == "ok")]
+            if not wasted:
+                assert key not in waste
+                continue
+            assert waste[key]["wasted_requests"] == len(wasted)
+            assert waste[key]["retry_spend_usd"] == pytest.approx(
+                sum(r["cost_usd"] or 0 for r in wasted if not r["final"]), rel=1e-9, abs=1e-12)
+            assert waste[key]["unpriced_wasted_requests"] == sum(1 for r in wasted if r["cost_usd"] is None)
+
+
+def _check_series(store: Store, rows: list[dict[str, Any]], filters: Filters, by: tuple[str, ...],
+                  bucket: int) -> None:
+    chosen = oracle.select_rows(rows, filters)
+    got = {(r["bucket"], *(r[name] for name in by)): r
+           for r in queries.timeseries(store.engine, filters, bucket_seconds=bucket, by=by or None)}
+    want = oracle.group(chosen, by, bucket)
+    assert set(got) == set(want)
+    for key, group_rows in want.items():
+        _same_totals(got[key], oracle.totals(group_rows))
+
+
+def _check_percentiles(store: Store, rows: list[dict[str, Any]], filters: Filters, by: tuple[str, ...],
+                       measure: str, bucket: int | None = None) -> None:
+    chosen = oracle.select_rows(rows, filters)
+    quantiles = (0.5, 0.9, 0.95, 0.99)
+    got_rows = queries.latency_percentiles(store.engine, filters, by=by or None, measure=measure,  # type: ignore[arg-type]
+                                           quantiles=quantiles, bucket_seconds=bucket)
+    got = {(*((r["bucket"],) if bucket else ()), *(r[name] for name in by)): r for r in got_rows}
+    want = {key: oracle.measure_values(group_rows, measure)
+            for key, group_rows in oracle.group(chosen, by, bucket).items()}
+    want = {key: values for key, values in want.items() if values}
+    assert set(got) == set(want)
+    for key, values in want.items():
+        assert got[key]["n"] == len(values)
+        assert got[key]["mean_ms"] == pytest.approx(sum(values) / len(values), rel=1e-9)
+        for q in quantiles:
+            exact = oracle.nearest_rank(values, q)
+            assert got[key][f"p{q * 100:g}_ms"] == pytest.approx(exact, rel=RELATIVE_ERROR + 1e-9), (key, q)
+
+
+def _check_everything(store: Store, rows: list[dict[str, Any]], seed: int, rounds: int = 12) -> None:
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        filters = oracle.random_filters(rng, T0)
+        by = rng.choice(GROUPINGS)
+        _check_totals(store, rows, filters, by)
+        _check_series(store, rows, filters, by[:1], rng.choice(BUCKET_LADDER))
+        _check_percentiles(store, rows, filters, by[:2], rng.choice(["call", "request", "ttft"]))
+        _check_percentiles(store, rows, filters, by[:1], "call", rng.choice(BUCKET_LADDER))
+        chosen = oracle.select_rows(rows, filters)
+        options = queries.filter_options(store.engine, filters)
+        in_range = oracle.select_rows(rows, filters.time_only())
+        assert options["tasks"] == sorted({r["task"] for r in in_range if r["task"]})
+        assert options["models"] == sorted({r["request_model"] for r in in_range if r["request_model"]})
+        first, last = queries.time_extent(store.engine, filters)
+        if not chosen:
+            assert (first, last) == (None, None)
+        else:
+            minutes = [r["start_time"].replace(second=0, microsecond=0) for r in chosen]
+            assert (first, last) == (min(minutes), max(minutes))
+
+
+def test_every_aggregate_equals_the_raw_rows_for_random_filters_and_groupings(db_url: str) -> None:
+    store = open_store(db_url)
+    rows = oracle.random_rows(1500, seed=1, start=T0)
+    assert _fill(store, rows) == len(rows)
+    _check_everything(store, store.fetch_rows(), seed=2)
+
+
+def test_duplicates_add_nothing_to_the_rollups(db_url: str) -> None:
+    store = open_store(db_url)
+    rows = oracle.random_rows(800, seed=3, start=T0)
+    _fill(store, rows[:500])
+    # Re-sent batches, duplicates inside one batch, and new rows mixed with old ones.
+    assert store.insert_rows(rows[:200] + rows[:200]) == 0
+    assert _fill(store, rows[300:] + rows[450:520], batch=113) == 300
+    assert store.count_rows() == 800
+    _check_everything(store, store.fetch_rows(), seed=4, rounds=6)
+
+
+_WRITER = """
+import json, sys
+from datetime import datetime
+from llmlens.collector.store import open_store
+rows = json.load(open(sys.argv[2]))
+for row in rows:
+    row["start_time"] = datetime.fromisoformat(row["start_time"])
+store = open_store(sys.argv[1])
+for i in range(0, len(rows), 40):
+    store.insert_rows(rows[i:i + 40])
+"""
+
+
+def test_concurrent_writers_in_several_processes_never_lose_or_double_an_increment(
+        db_url: str, tmp_path: Path) -> None:
+    open_store(db_url)  # the schema exists before the writers race
+    rows = oracle.random_rows(1200, seed=5, start=T0, days=0.2)  # few keys and buckets: contended rows
+    processes = []
+    for n in range(4):
+        # Overlapping slices: every row is sent by two writers, in different orders.
+        mine = rows[n * 300:] + rows[: n * 300]
+        mine = mine[:600]
+        random.Random(n).shuffle(mine)
+        path = tmp_path / f"rows{n}.json"
+        path.write_text(json.dumps([{**r, "start_time": r["start_time"].isoformat()} for r in mine]))
+        processes.append(subprocess.Popen([sys.executable, "-c", _WRITER, db_url, str(path)]))
+    assert [p.wait(timeout=300) for p in processes] == [0, 0, 0, 0]
+    store = open_store(db_url)
+    assert store.count_rows() == 1200
+    _check_everything(store, store.fetch_rows(), seed=6, rounds=8)
+
+
+def test_a_reprice_keeps_the_rollups_equal_to_the_rows(db_url: str) -> None:
+    store = open_store(db_url)
+    _fill(store, oracle.random_rows(900, seed=7, start=T0))
+
+    def new_price(row: dict[str, Any]) -> float | None:
+        # Some rows change price, some become unpriced, unpriced ones get a price.
+        if row["request_model"] == "llama":
+            return 0.001
+        if row["request_model"] == "gpt-4o":
+            return None
+        return (row["output_tokens"] or 0) * 2e-6
+
+    result = reprice_rows(store.engine, new_price, since=T0 + timedelta(hours=20), chunk=128)
+    assert result.changed > 0
+    rows = store.fetch_rows()
+    assert any(r["cost_usd"] == 0.001 for r in rows)
+    _check_everything(store, rows, seed=8, rounds=8)
+
+
+def test_a_prune_deletes_old_raw_rows_and_charts_of_older_ranges_still_work(db_url: str) -> None:
+    store = open_store(db_url)
+    rows = oracle.random_rows(1000, seed=9, start=T0)
+    _fill(store, rows)
+    before = store.fetch_rows()
+    cut = T0 + timedelta(days=1, hours=7, minutes=13)
+    result = prune(store.engine, raw_before=cut, batch=64)
+    assert result.raw_rows == sum(1 for r in before if r["start_time"] < cut) > 0
+    assert result.minute_rollups > 0
+    assert min(r["start_time"] for r in store.fetch_rows()) >= cut
+    first_raw, _ = queries.raw_time_extent(store.engine)
+    assert first_raw is not None and first_raw >= cut
+    # Ranges after the cut are exact to the minute; older ones to the hour.
+    rng = random.Random(10)
+    for _ in range(8):
+        filters = oracle.random_filters(rng, T0)
+        if filters.start is None or filters.start < cut:
+            def hour(at: datetime | None) -> datetime | None:
+                return None if at is None else at.replace(minute=0, second=0, microsecond=0)
+
+            filters = Filters(start=hour(filters.start), end=hour(filters.end), tasks=filters.tasks,
+                              models=filters.models, statuses=filters.statuses)
+            if filters.start is not None and filters.end is not None and filters.end <= filters.start:
+                continue
+        by = rng.choice(GROUPINGS)
+        _check_totals(store, before, filters, by)
+        _check_series(store, before, filters, by[:1], rng.choice([3600, 3 * 3600, 86400]))
+        _check_percentiles(store, before, filters, by[:1], "request")
+
+
+def test_rollups_can_be_pruned_too_but_never_before_the_raw_rows(db_url: str) -> None:
+    store = open_store(db_url)
+    _fill(store, oracle.random_rows(300, seed=11, start=T0))
+    with pytest.raises(ValueError, match="at least as long"):
+        prune(store.engine, raw_before=T0 + timedelta(days=1), rollups_before=T0 + timedelta(days=2))
+    result = prune(store.engine, raw_before=T0 + timedelta(days=2), rollups_before=T0 + timedelta(days=2))
+    assert result.rollups > 0
+    assert queries.summary(store.engine, Filters(end=T0 + timedelta(days=2)))["requests"] == 0
+    assert queries.summary(store.engine, Filters(start=T0 + timedelta(days=2)))["requests"] == store.count_rows()
+
+
+def test_migration_0002_backfills_rollups_of_a_store_written_without_them(db_url: str) -> None:
+    migrate.upgrade(db_url, "0001")
+    rows = oracle.random_rows(700, seed=12, start=T0)
+    with get_engine(db_url).begin() as conn:
+        conn.execute(insert(llm_spans), rows)
+    before, after = migrate.upgrade(db_url)
+    assert (before, after) == ("0001", "0002")
+    store = open_store(db_url)
+    _check_everything(store, store.fetch_rows(), seed=13, rounds=8)
