@@ -30,15 +30,18 @@ SSE = {"content-type": "text/event-stream"}
 JSON = {"content-type": "application/json"}
 
 
-def _best(fn: Callable[[], object], loops: int, repeats: int) -> float:
-    """Best mean seconds per call over ``repeats`` runs of ``loops`` calls."""
-    times = []
+def _best(fns: tuple[Callable[[], object], Callable[[], object]], loops: int,
+          repeats: int) -> tuple[float, float]:
+    """Best mean seconds per call of each of two functions, measured in alternation so
+    that a change in machine load affects both sides alike."""
+    best = [float("inf"), float("inf")]
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        times.append((time.perf_counter() - start) / loops)
-    return min(times)
+        for side, fn in enumerate(fns):
+            start = time.perf_counter()
+            for _ in range(loops):
+                fn()
+            best[side] = min(best[side], (time.perf_counter() - start) / loops)
+    return best[0], best[1]
 
 
 def _stream_case(name: str, host: str, path: str, request: bytes, frames: list[bytes], repeats: int) -> None:
@@ -57,9 +60,7 @@ def _stream_case(name: str, host: str, path: str, request: bytes, frames: list[b
                     json.loads(line[6:])
         return None
 
-    loops = max(10, 4000 // len(frames))
-    ours = _best(capture, loops, repeats)
-    base = _best(baseline, loops, repeats)
+    ours, base = _best((capture, baseline), max(10, 4000 // len(frames)), repeats)
     chunks = len(frames)
     print(f"{name:<44} {chunks:>5} chunks  {ours / chunks * 1e6:6.2f} µs/chunk  "
           f"(json.loads of each chunk: {base / chunks * 1e6:6.2f} µs/chunk, ratio {ours / base:4.2f}x)")
@@ -80,9 +81,7 @@ def _json_case(name: str, host: str, path: str, request: bytes, body: bytes, rep
     def baseline() -> object:
         return json.loads(body)
 
-    loops = max(3, min(5000, (20 << 20) // max(len(body), 1)))
-    ours = _best(capture, loops, repeats)
-    base = _best(baseline, loops, repeats)
+    ours, base = _best((capture, baseline), max(3, min(5000, (20 << 20) // max(len(body), 1))), repeats)
     print(f"{name:<44} {len(body):>9,} B  {ours * 1e6:9.1f} µs/answer  "
           f"(json.loads: {base * 1e6:9.1f} µs, ratio {ours / base:4.2f}x)")
 

@@ -370,14 +370,21 @@ class ResponseReader:
             self._after_cr = False
             if data[:1] == b"\n":
                 data = data[1:]
-        if (data[:6] == b"data: " and data.find(b"\n") == len(data) - 2 and data[-1:] == b"\n"
-                and not self._parts and self._data is None and b"\r" not in data):
-            # The common piece: exactly one "data:" event, whole (most SDKs read line by line
-            # or event by event), dispatched without the general line loop.
-            event = self._event
-            self._event = None
-            self._on_event(self._facts, event, data[6:-2])
-            return
+        if data[:6] == b"data: " and not self._parts and self._data is None:
+            # The common piece: exactly one whole "data:" event (SDKs read event by event),
+            # ended by LF LF or, as Google sends them, CRLF CRLF: dispatched without the
+            # general line loop.
+            end = data.find(b"\n")
+            if end == len(data) - 2 and data[-1:] == b"\n" and b"\r" not in data:
+                event = self._event
+                self._event = None
+                self._on_event(self._facts, event, data[6:-2])
+                return
+            if end == len(data) - 3 and data.endswith(b"\r\n\r\n") and data.find(b"\r") == end - 1:
+                event = self._event
+                self._event = None
+                self._on_event(self._facts, event, data[6:-4])
+                return
         if b"\n" not in data and b"\r" not in data:
             # The middle of a line: keep the piece and join once the line ends, so a long
             # line read in small pieces costs linear time, not quadratic.
