@@ -466,3 +466,15 @@ def test_capture_return_values_and_the_collector_use_one_finish_reason_vocabular
                         resource_attributes={}, scope_name="com.anthropic.sdk.python", events=())
     row = normalize(record)
     assert row is not None and row["finish_reason"] == word
+
+
+def test_a_model_api_answer_of_no_known_shape_is_read_by_common_usage_names() -> None:
+    converse = {"output": {"message": {"role": "assistant", "content": [{"text": "hi"}]}}, "stopReason": "end_turn",
+                "usage": {"inputTokens": 30, "outputTokens": 5, "cacheReadInputTokens": 100,
+                          "cacheWriteInputTokens": 0}}
+    result = read(info("unknown", provider="aws.bedrock", stream=False), json.dumps(converse).encode()).result()
+    assert tokens(result) == (130, 5, 100, 0, None) and result[sc.RESPONSE_FINISH_REASONS] == ("stop",)
+    image = {"created": 1, "data": [{"b64_json": "AAAA"}],
+             "usage": {"input_tokens": 50, "output_tokens": 4160, "input_tokens_details": {"text_tokens": 50}}}
+    result = read(info("unknown", stream=False), json.dumps(image).encode()).result()
+    assert tokens(result)[:2] == (50, 4160)
