@@ -109,6 +109,11 @@ def main() -> None:
     _stream_case("Gemini streamGenerateContent (SSE)", "generativelanguage.googleapis.com",
                  "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", b'{"contents":[]}',
                  wf.gemini_stream(Reply(words, reasoning_tokens=10, output_tokens=300), "gemini-2.5-flash"), repeats)
+    _stream_case("Vertex streamGenerateContent (SSE)", "us-central1-aiplatform.googleapis.com",
+                 "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash"
+                 ":streamGenerateContent?alt=sse", b'{"contents":[]}',
+                 wf.gemini_stream(Reply(words, reasoning_tokens=10, output_tokens=300), "gemini-2.5-flash",
+                                  vertex=True), repeats)
     print("JSON answers (read_request + body fed in 64 KiB pieces + result):")
     _json_case("OpenAI chat completion", "api.openai.com", "/v1/chat/completions", chat_request,
                wf.openai_chat_json(Reply("a short answer " * 10, cached_tokens=64), "gpt-4o-mini"), repeats)

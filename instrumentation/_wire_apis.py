@@ -381,6 +381,9 @@ def gemini_body(facts: Facts, chunk: Any) -> None:
 
 
 def gemini_event(facts: Facts, event: bytes | None, data: bytes) -> None:
+    if (facts.first_content_at is not None and facts.model is not None and b"TokenCount" not in data
+            and b"finishReason" not in data and b'"error"' not in data):
+        return  # more text, with no usage (Vertex sends only trafficType until the end)
     gemini_body(facts, _loads(data))
 
 
