@@ -1,34 +1,51 @@
 """The embedded exporter: an OpenTelemetry ``SpanExporter`` that writes rows in-process.
 
-It runs behind the SDK's ``BatchSpanProcessor`` (bounded queue, drop counter, its own
-worker thread), so the application never waits on the database. Like every exporter it
-never raises into the application: a failing database is retried within a bound, then
-the batch is counted as dropped and logged once per burst of failures.
+It runs behind a bounded export queue with its own worker thread, so the application
+never waits on the database. Like every exporter it never raises into the application.
+
+When the database cannot be written (unreachable, restarting, disk full) a batch is not
+dropped: it goes to the on-disk spool (:mod:`llmlens.collector._spool`), fsynced, and
+``export`` reports success. While the outage lasts, batches go straight to the spool without
+touching the database; a background thread probes the database with a growing interval and,
+once it answers, replays the spool in order through the same ingest path (rows are unique
+on trace and span id, so a record replayed twice is one row). Only what the spool cannot
+take is lost: counted by cause (``spool_full``, ``disk_full``), logged with the exact
+count, and persisted into the store's ``llm_drops`` table once it is writable again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from sqlalchemy.exc import InterfaceError, OperationalError
 
+from llmlens.collector import _drops
+from llmlens.collector._drops import DropLedger
+from llmlens.collector._spool import PROTOBUF, Spool, SpoolFull, SpoolSettings, pack, unpack
 from llmlens.collector.ingest import Ingestor, IngestResult
 from llmlens.collector.pricing import Pricer
-from llmlens.collector.record import from_readable_span
-from llmlens.collector.store import StoreError, StoreUnavailable, open_store
+from llmlens.collector.record import SpanRecord, from_readable_span
+from llmlens.collector.store import StoreError, StoreUnavailable, open_store, resolve_url
 
 logger = logging.getLogger("llmlens")
 
+_MAX_PROBE_INTERVAL = 30.0
+
 
 class StoreSpanExporter(SpanExporter):
-    """Normalize, price and store spans in the database at ``db_url``.
+    """Normalize, price and store spans in the database at ``db_url``, spooling through outages.
 
-    >>> from opentelemetry.sdk.trace.export import BatchSpanProcessor
     >>> provider.add_span_processor(BatchSpanProcessor(StoreSpanExporter("sqlite:///llmlens.db")))  # doctest: +SKIP
     """
+
+    # Losses are counted here by cause, so the export queue must not count a FAILURE again.
+    counts_own_drops = True
 
     def __init__(
         self,
@@ -37,32 +54,87 @@ class StoreSpanExporter(SpanExporter):
         pricer: Pricer | None = None,
         capture_content: bool = False,
         max_content_chars: int = 4096,
-        max_attempts: int = 3,
-        retry_delay: float = 0.2,
+        spool: SpoolSettings | None = None,
+        probe_interval: float = 0.5,
     ) -> None:
-        self.db_url = db_url
+        self.db_url = resolve_url(db_url)
         self._pricer = pricer
         self._capture_content = capture_content
         self._max_content_chars = max_content_chars
-        self._max_attempts = max(1, max_attempts)
-        self._retry_delay = retry_delay
+        self._spool_settings = spool
+        self._spool: Spool | None = None
+        self._spool_opened = False
+        self._checked_leftovers = False
+        self._probe_interval = probe_interval
         self._ingestor: Ingestor | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one ingest at a time (export and replay)
+        self._state = threading.Lock()  # outage state vs. spool appends
         self._shutdown = threading.Event()
-        self._failing = False
+        self._outage = False
+        self._appended = 0  # records this exporter spooled (tells replay whether it caught up)
+        self._replayer: threading.Thread | None = None
+        self._unflushed_drops = False
+        self._outage_spooled = 0
+        self._outage_drops: Counter[str] = Counter()
+        self._failing_error = False  # the last batch failed for a reason other than an outage
+        self._loss_reported = False  # the current burst of losses was logged
         self.totals = IngestResult()
-        self.dropped = 0  # spans given up on after the retry bound
-        self.failures = 0  # failed export calls
+        self.spooled = 0  # spans written to the spool
+        self.replayed = 0  # spooled spans written to the store afterwards
+        self.drops = DropLedger()
+
+    @property
+    def dropped(self) -> int:
+        """Spans lost for good, all causes."""
+        return self.drops.total
+
+    # --- the store and the spool -------------------------------------------------------------
 
     def _get_ingestor(self) -> Ingestor:
-        # Opened on the exporter's worker thread at first export: configure() stays cheap,
-        # and a missing database is an export failure, not an application crash.
+        # Opened on the export worker at first export: configure() stays cheap, and a
+        # missing database is an export failure, not an application crash.
         if self._ingestor is None:
             store = open_store(self.db_url)
             self._ingestor = Ingestor(store, self._pricer or Pricer.from_env(),
                                       capture_content=self._capture_content,
                                       max_content_chars=self._max_content_chars)
         return self._ingestor
+
+    def _settings(self) -> SpoolSettings | None:
+        if self._spool_settings is None:
+            try:
+                self._spool_settings = SpoolSettings.resolve(self.db_url)
+            except ValueError as exc:
+                logger.error("llmlens: no spool (%s); spans are dropped while the store is unavailable", exc)
+        return self._spool_settings
+
+    def _get_spool(self) -> Spool | None:
+        if not self._spool_opened:
+            self._spool_opened = True
+            settings = self._settings()
+            try:
+                self._spool = settings.open(target=_safe_url(self.db_url)) if settings is not None else None
+            except OSError as exc:
+                logger.error("llmlens: no spool (%s); spans are dropped while the store is unavailable", exc)
+        return self._spool
+
+    def _ingest(self, records: Sequence[SpanRecord]) -> IngestResult:
+        with self._lock:
+            result = self._get_ingestor().ingest(records)
+            self.totals += result
+            self._persist_drops()
+        return result
+
+    def _persist_drops(self) -> None:
+        pending = self.drops.take_pending()
+        if not pending or self._ingestor is None:
+            return
+        try:
+            self._ingestor.store.record_drops(pending)
+        except Exception:  # the next successful write tries again
+            self.drops.restore(pending)
+
+    # --- export --------------------------------------------------------------------------------
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown.is_set():
@@ -71,39 +143,177 @@ class StoreSpanExporter(SpanExporter):
             records = [from_readable_span(span) for span in spans]
         except Exception:
             logger.exception("llmlens: could not read %d spans; dropped", len(spans))
-            self.dropped += len(spans)
-            return SpanExportResult.FAILURE
-        delay = self._retry_delay
-        for attempt in range(1, self._max_attempts + 1):
+            return self._drop(_drops.REJECTED, len(spans), spans)
+        if not self._checked_leftovers:
+            self._replay_leftovers()
+        if self._outage:
+            return self._spool_batch(spans)
+        try:
+            self._ingest(records)
+        except (StoreUnavailable, OperationalError, InterfaceError) as exc:
+            # SQLAlchemy's connection errors too: a read on the way to the write (the
+            # leaf lookup) can be the first to find the database gone.
+            self._begin_outage(exc)
+            return self._spool_batch(spans)
+        except StoreError as exc:  # e.g. an outdated schema: retrying cannot help
+            return self._drop(_drops.STORE_ERROR, len(spans), spans, exc)
+        except Exception as exc:  # never into the application
+            logger.exception("llmlens: could not store %d spans", len(spans))
+            return self._drop(_drops.STORE_ERROR, len(spans), spans, exc)
+        if self._failing_error:
+            lost = self.drops.describe(self._outage_drops)
+            logger.warning("llmlens: the store is writable again; %d spans were lost (%s)",
+                           sum(self._outage_drops.values()), lost)
+            self._failing_error = self._loss_reported = False
+            self._outage_drops = Counter()
+        return SpanExportResult.SUCCESS
+
+    def _replay_leftovers(self) -> None:
+        # Records an earlier run (or a process that died) spooled for this database are
+        # replayed in the background; the spool directory is made only when needed.
+        self._checked_leftovers = True
+        settings = self._settings()
+        if settings is not None and settings.directory.is_dir():
+            spool = self._get_spool()
+            if spool is not None and spool.records:
+                self._start_replayer()
+
+    def _spool_batch(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        spool = self._get_spool()
+        if spool is None:
+            return self._drop(_drops.STORE_ERROR, len(spans), spans)
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+        record = pack(PROTOBUF, encode_spans(spans).SerializeToString())
+        with self._state:
+            if not self._outage:  # the store came back meanwhile: spool anyway, replay follows
+                self._outage = True
+                self._start_replayer()
             try:
-                with self._lock:
-                    result = self._get_ingestor().ingest(records)
-                    self.totals += result
-                if self._failing:
-                    logger.warning("llmlens: the store is writable again")
-                    self._failing = False
-                return SpanExportResult.SUCCESS
-            except StoreUnavailable as exc:
-                error: Exception = exc
-                if attempt < self._max_attempts and not self._shutdown.is_set():
-                    self._shutdown.wait(delay)
-                    delay *= 2
-                    continue
-            except StoreError as exc:  # outdated schema: retrying cannot help
-                error = exc
-            except Exception as exc:  # never into the application
-                error = exc
-            break
-        self.failures += 1
-        self.dropped += len(spans)
-        if not self._failing:
-            # Once per burst: the next success logs recovery and re-arms this message.
-            logger.error("llmlens: dropped %d spans: %s", len(spans), error)
-            self._failing = True
+                spool.append(record)
+            except SpoolFull as exc:
+                return self._drop(exc.cause, len(spans), spans, exc)
+            except OSError as exc:
+                return self._drop(_drops.DISK_FULL, len(spans), spans, exc)
+            self._appended += 1
+            self.spooled += len(spans)
+            self._outage_spooled += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def _drop(self, cause: str, count: int, spans: Sequence[ReadableSpan],
+              error: BaseException | None = None) -> SpanExportResult:
+        service = _service_of(spans)
+        self.drops.add(cause, count, service=service)
+        self._outage_drops[cause] += count
+        self._unflushed_drops = True
+        _record_in_pipeline(cause, count)
+        if not self._outage:
+            self._failing_error = True
+        if not self._loss_reported:
+            # Once per burst; the recovery message gives the burst's exact totals by cause.
+            self._loss_reported = True
+            logger.error("llmlens: dropped %d spans (%s)%s", count, cause.replace("_", " "),
+                         f": {error}" if error else "")
         return SpanExportResult.FAILURE
+
+    # --- outage and replay ------------------------------------------------------------------
+
+    def _begin_outage(self, exc: BaseException) -> None:
+        with self._state:
+            if self._outage:
+                return
+            self._outage = True
+            self._outage_spooled = 0
+            self._outage_drops = Counter()
+            spool = self._get_spool()
+            where = f"spooling to {spool.directory}" if spool is not None else "no spool: dropping"
+            logger.warning("llmlens: the store is unavailable (%s); %s until it is back", exc, where)
+            self._start_replayer()
+
+    def _start_replayer(self) -> None:
+        if self._replayer is None or not self._replayer.is_alive():
+            self._replayer = threading.Thread(target=self._replay_loop, name="llmlens-spool-replay", daemon=True)
+            self._replayer.start()
+
+    def _replay_loop(self) -> None:
+        spool = self._get_spool()
+        delay = self._probe_interval
+        replayed_before = self.replayed
+        while spool is not None and not self._shutdown.wait(delay):
+            appended = self._appended
+            try:
+                result = spool.replay(self._replay_record, should_stop=self._shutdown.is_set)
+            except (StoreError, OperationalError, InterfaceError, OSError):
+                delay = min(delay * 2, _MAX_PROBE_INTERVAL)
+                continue
+            except Exception:
+                logger.exception("llmlens: spool replay failed")
+                delay = min(delay * 2, _MAX_PROBE_INTERVAL)
+                continue
+            if result.busy:  # another process is replaying this spool: it catches up for us
+                delay = min(delay * 2, _MAX_PROBE_INTERVAL)
+                continue
+            with self._state:
+                if self._appended != appended:  # spooled meanwhile: another pass
+                    delay = 0.0
+                    continue
+                ended, self._outage = self._outage, False
+                self._replayer = None
+                spooled, lost = self._outage_spooled, dict(self._outage_drops)
+                self._outage_drops = Counter()
+                self._loss_reported = False
+            if ended:
+                lost_text = f"; lost {sum(lost.values())} ({self.drops.describe(lost)})" if lost else ""
+                logger.warning("llmlens: the store is writable again; spooled %d spans during the outage, "
+                               "%d spooled spans now stored%s", spooled, self.replayed - replayed_before, lost_text)
+            return
+
+    def _replay_record(self, record: bytes) -> None:
+        from llmlens.collector.otlp import OTLPDecodeError, decode
+
+        media, body = unpack(record)
+        try:
+            batch = decode(body, media)
+        except OTLPDecodeError:
+            self.drops.add(_drops.REJECTED, 1)
+            return
+        self._ingest(batch.records)
+        self.replayed += len(batch.records)
+
+    # --- SpanExporter ------------------------------------------------------------------------
 
     def shutdown(self) -> None:
         self._shutdown.set()
+        replayer = self._replayer
+        if replayer is not None:
+            replayer.join(2.0)
+        if self._spool is not None:
+            self._spool.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
+        """True unless spans were dropped since the last flush (spooled spans are safe on disk)."""
+        dropped, self._unflushed_drops = self._unflushed_drops, False
+        return not dropped
+
+
+def _service_of(spans: Sequence[ReadableSpan]) -> str:
+    for span in spans[:1]:
+        resource = span.resource
+        if resource is not None:
+            return str(resource.attributes.get("service.name", ""))
+    return ""
+
+
+def _safe_url(url: str) -> str:
+    import re
+
+    return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
+
+
+def _record_in_pipeline(cause: str, count: int) -> None:
+    """Tell the export queue's process-wide counters (``llmlens.dropped()``) about a loss."""
+    try:
+        from llmlens._pipeline import record_drop  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return
+    record_drop(cause, count)

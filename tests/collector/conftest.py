@@ -175,6 +175,27 @@ def ingest_spans(sqlite_url: str) -> Callable[..., list[dict[str, Any]]]:
 
 
 @pytest.fixture
+def own_postgres() -> Iterator[Any]:
+    """A PostgreSQL server of this test's own, so stopping it disturbs no other test."""
+    from pgserver import PostgresServer  # type: ignore[import-not-found]
+
+    from llmlens.collector.store import dispose_engines
+
+    try:
+        server = PostgresServer()
+        server.start()
+    except Exception as exc:
+        if os.environ.get("LLMLENS_TEST_STRICT"):  # in CI every test must run
+            pytest.fail(f"no PostgreSQL server binaries: {exc}")
+        pytest.skip(f"no PostgreSQL server binaries: {exc}")
+    try:
+        yield server
+    finally:
+        dispose_engines()
+        server.stop("immediate")
+
+
+@pytest.fixture
 def fake_provider() -> Iterator[Any]:
     """The fake OpenAI/Anthropic HTTP server from tests/support, on loopback."""
     from fake_provider import FakeProvider  # type: ignore[import-not-found]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,21 +18,6 @@ from pgserver import PostgresServer  # type: ignore[import-not-found]
 from llmlens.collector.store import dispose_engines, open_store
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server of this test's own, so stopping it disturbs no other test."""
-    try:
-        server = PostgresServer()
-        server.start()
-    except Exception as exc:
-        pytest.skip(f"no PostgreSQL server binaries: {exc}")
-    try:
-        yield server
-    finally:
-        dispose_engines()
-        server.stop("immediate")
 
 
 def _chat_spans(n: int) -> list[Any]:
