@@ -27,6 +27,10 @@ class Counters:
     spans_unpriced: int = 0
     spans_rejected: int = 0  # undecodable or invalid: refused for good (400 or partial success)
     spans_dropped: int = 0  # refused for now (503/429): a well-behaved exporter sends them again
+    spans_spooled: int = 0  # acknowledged while the database was down: fsynced to the spool
+    spans_replayed: int = 0  # spooled spans written to the store once it was back
+    spans_refused_spool_full: int = 0  # refused (503) because the database was down and the spool full
+    spool_corrupt: int = 0  # spool records found damaged and skipped
     batches_committed: int = 0
     commit_failures: int = 0
     commit_seconds: float = 0.0
@@ -41,6 +45,10 @@ _HELP: Final = {
     "spans_unpriced": "Rows stored without a cost because the model has no known price.",
     "spans_rejected": "Spans refused as invalid (bad ids, no start time); never stored.",
     "spans_dropped": "Spans refused with 503/429 (queue full, database down); the exporter retries them.",
+    "spans_spooled": "Spans acknowledged while the database was down (fsynced to the on-disk spool).",
+    "spans_replayed": "Spooled spans written to the store once the database was back.",
+    "spans_refused_spool_full": "Spans refused with 503 because the database was down and the spool full.",
+    "spool_corrupt": "Spool records found torn or damaged and skipped.",
     "batches_committed": "Transactions committed by the writer.",
     "commit_failures": "Transactions that failed (database unavailable or an ingest error).",
     "commit_seconds": "Time spent in committed transactions.",
@@ -70,8 +78,8 @@ class Metrics:
         with self._lock:
             return {f.name: getattr(self.counters, f.name) for f in fields(Counters)}
 
-    def render(self, gauges: Mapping[str, tuple[float, str]]) -> str:
-        """Prometheus text format: every counter, the responses by code, then the gauges."""
+    def render(self, gauges: Mapping[str, tuple[float, str]], lost: Mapping[str, int] | None = None) -> str:
+        """Prometheus text format: every counter, the responses by code, losses by cause, the gauges."""
         lines: list[str] = []
         for name, value in self.snapshot().items():
             metric = f"{_PREFIX}{name}_total"
@@ -81,6 +89,10 @@ class Metrics:
         metric = f"{_PREFIX}responses_total"
         lines += [f"# HELP {metric} Answers to /v1/traces by HTTP status code.", f"# TYPE {metric} counter"]
         lines += [f'{metric}{{code="{code}"}} {count}' for code, count in responses]
+        metric = f"{_PREFIX}spans_lost_total"
+        lines += [f"# HELP {metric} Spans lost for good, by cause (also persisted in the store's llm_drops).",
+                  f"# TYPE {metric} counter"]
+        lines += [f'{metric}{{cause="{cause}"}} {count}' for cause, count in sorted((lost or {}).items())]
         for name, (value, help_text) in gauges.items():
             metric = f"{_PREFIX}{name}"
             lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge", f"{metric} {_num(value)}"]

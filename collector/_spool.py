@@ -138,6 +138,7 @@ class ReplayResult:
     replayed: int = 0  # records handed to the handler that returned normally
     corrupt: int = 0  # torn or damaged records skipped
     busy: bool = False  # another process holds the replay lock: nothing was done
+    stopped: bool = False  # should_stop() ended it early; the rest waits for the next replay
 
 
 _live: weakref.WeakSet[Spool] = weakref.WeakSet()
@@ -302,8 +303,9 @@ class Spool:
             try:
                 for path in self._segments():
                     if should_stop is not None and should_stop():
+                        result.stopped = True
                         break
-                    self._replay_segment(path, handler, result)
+                    self._replay_segment(path, handler, result, should_stop)
             finally:
                 with self._lock:
                     self._rescan()
@@ -311,7 +313,8 @@ class Spool:
             os.close(lock_fd)  # releases the replay lock
         return result
 
-    def _replay_segment(self, path: Path, handler: Callable[[bytes], object], result: ReplayResult) -> None:
+    def _replay_segment(self, path: Path, handler: Callable[[bytes], object], result: ReplayResult,
+                        should_stop: Callable[[], bool] | None) -> None:
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -325,6 +328,9 @@ class Spool:
                 data = file.read()
             offset = self._resume.get(path.name, 0)
             for start, end, payload in _frames_checked(data, offset):
+                if should_stop is not None and should_stop():
+                    result.stopped = True
+                    return  # resumes at this record next time
                 if payload is None:
                     self._count_corrupt(path, start, result)
                 else:

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from llmlens.collector import _drops
 from llmlens.collector._drops import DropLedger
@@ -150,9 +148,7 @@ class StoreSpanExporter(SpanExporter):
             return self._spool_batch(spans)
         try:
             self._ingest(records)
-        except (StoreUnavailable, OperationalError, InterfaceError) as exc:
-            # SQLAlchemy's connection errors too: a read on the way to the write (the
-            # leaf lookup) can be the first to find the database gone.
+        except StoreUnavailable as exc:
             self._begin_outage(exc)
             return self._spool_batch(spans)
         except StoreError as exc:  # e.g. an outdated schema: retrying cannot help
@@ -243,7 +239,7 @@ class StoreSpanExporter(SpanExporter):
             appended = self._appended
             try:
                 result = spool.replay(self._replay_record, should_stop=self._shutdown.is_set)
-            except (StoreError, OperationalError, InterfaceError, OSError):
+            except (StoreError, OSError):
                 delay = min(delay * 2, _MAX_PROBE_INTERVAL)
                 continue
             except Exception:
@@ -277,7 +273,15 @@ class StoreSpanExporter(SpanExporter):
         except OTLPDecodeError:
             self.drops.add(_drops.REJECTED, 1)
             return
-        self._ingest(batch.records)
+        try:
+            self._ingest(batch.records)
+        except StoreError:
+            raise  # stays spooled; replayed when the store is back
+        except Exception:
+            # A batch that can never be stored must not block the spool behind it.
+            logger.exception("llmlens: a spooled batch of %d spans cannot be stored", len(batch.records))
+            self.drops.add(_drops.REJECTED, len(batch.records))
+            return
         self.replayed += len(batch.records)
 
     # --- SpanExporter ------------------------------------------------------------------------

@@ -14,8 +14,10 @@ commits; the handler answers 200 only after its batch is committed.
 Failures, each with a ``google.rpc.Status`` body in the request's encoding:
 401 missing/wrong bearer token; 415 unsupported media type or content encoding;
 413 body over ``max_body_bytes`` before or after decompression; 400 undecodable body;
-503 with ``Retry-After`` when the write queue is full, the database is down or the
-collector is shutting down (OTLP exporters retry those; a retried batch is a no-op).
+503 with ``Retry-After`` when the write queue is full, the database is down and the
+spool is full (or disabled), or the collector is shutting down (OTLP exporters retry
+those; a retried batch is a no-op). While the database is down, batches are fsynced to the
+on-disk spool and answered 200; they are written once it is back, also after a restart.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from starlette.routing import Route
 
 from llmlens.collector import otlp
 from llmlens.collector._body import BodyError, decompress, read_body
+from llmlens.collector._drops import DropLedger
 from llmlens.collector._metrics import Metrics
+from llmlens.collector._spool import SpoolFull, SpoolSettings
 from llmlens.collector._writer import BatchWriter, IngestFn, QueueFull
 from llmlens.collector.store import StoreUnavailable, resolve_url
 
@@ -78,6 +82,10 @@ class CollectorSettings:
     alert_interval: float = 60.0
     # Raw rows older than this many days are pruned once a day (None: kept forever).
     retention_days: float | None = None
+    # Where batches wait while the database is down, and how large that may grow (0: no spool).
+    spool_dir: str | None = None
+    spool_max_bytes: int | None = None
+    spool: SpoolSettings | None = None
 
     @classmethod
     def resolve(cls, **explicit: Any) -> CollectorSettings:
@@ -88,6 +96,10 @@ class CollectorSettings:
             settings = replace(settings, db_url=resolve_url(None))
         if settings.token is None and os.environ.get("LLMLENS_COLLECTOR_TOKEN"):
             settings = replace(settings, token=os.environ["LLMLENS_COLLECTOR_TOKEN"])
+        if settings.spool is None:
+            assert settings.db_url is not None
+            spool = SpoolSettings.resolve(settings.db_url, settings.spool_dir, settings.spool_max_bytes)
+            settings = replace(settings, spool=spool)
         if settings.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
         if settings.queue_max_batches < 1:
@@ -108,17 +120,17 @@ class _Service:
         self.writer: BatchWriter | None = None
         expected = settings.token
         self._token = expected.encode() if expected else None
-        self._retry_after = str(settings.retry_after)
+        self.drops = DropLedger("llmlens-collector")
         self._inflight = 0  # bytes reserved by requests in progress (event loop only: no lock)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        prepare_store = None
         if self.store is None:
-            from llmlens.collector.store import open_store
-
-            self.store = await anyio.to_thread.run_sync(open_store, self.settings.db_url)
+            self.store, prepare_store = await anyio.to_thread.run_sync(open_collector_store, self.settings)
+        spool = self.settings.spool.open(target=self.store.url) if self.settings.spool else None
         ingest = self._ingest
         if ingest is None:
             from llmlens.collector.ingest import Ingestor
@@ -131,6 +143,10 @@ class _Service:
             max_batches=self.settings.queue_max_batches,
             retry_after=self.settings.retry_after,
             metrics=self.metrics,
+            spool=spool,
+            drops=self.drops,
+            prepare_store=prepare_store,
+            record_drops=getattr(self.store, "record_drops", None),
         )
         self.writer.start()
         async with anyio.create_task_group() as tasks:
@@ -235,7 +251,7 @@ class _Service:
                 batch = await asyncio.wrap_future(future)
         except otlp.OTLPDecodeError as exc:
             return self._fail(media, 400, otlp.INVALID_ARGUMENT, str(exc))
-        except (QueueFull, StoreUnavailable) as exc:
+        except (QueueFull, StoreUnavailable, SpoolFull) as exc:
             return self._busy(media, str(exc) or "the database is unavailable")
         except TimeoutError:
             # Still queued or committing: the exporter's retry is a no-op if it commits.
@@ -253,8 +269,10 @@ class _Service:
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
 
     def _busy(self, media: str, reason: str) -> Response:
+        writer = self.writer
+        retry_after = writer.retry_after() if writer is not None else self.settings.retry_after
         return self._fail(media, 503, otlp.UNAVAILABLE, f"{reason}; retry later",
-                          {"Retry-After": self._retry_after})
+                          {"Retry-After": str(retry_after)})
 
     def _fail(self, media: str, status: int, code: int, message: str,
               headers: dict[str, str] | None = None) -> Response:
@@ -267,17 +285,25 @@ class _Service:
     # --- GET /healthz, GET /metrics ------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
+        """Ready when batches are accepted: stored, or spooled while the database is down."""
         writer = self.writer
         database_up = False
         with contextlib.suppress(Exception), anyio.move_on_after(3):
             database_up = bool(await anyio.to_thread.run_sync(self.store.ping, abandon_on_cancel=True))
-        ready = (database_up and writer is not None and writer.alive
-                 and writer.refusal() != "the collector is shutting down")
-        body = {
-            "status": "ok" if ready else "unavailable",
+        refusal = writer.refusal() if writer is not None else "starting"
+        accepting = writer is not None and writer.alive and refusal != "the collector is shutting down"
+        spool = writer.spool if writer is not None else None
+        spooling = spool is not None and writer is not None and not writer.spool_full
+        ready = accepting and (database_up or spooling)
+        body: dict[str, Any] = {
+            "status": ("ok" if database_up else "degraded") if ready else "unavailable",
             "database": "up" if database_up else "down",
             "queue_depth": writer.depth if writer else 0,
             "queue_capacity": self.settings.queue_max_batches,
+            "spool_records": spool.records if spool else 0,
+            "spool_bytes": spool.bytes if spool else 0,
+            "spool_max_bytes": spool.max_bytes if spool else 0,
+            "spans_lost": dict(self.drops.totals),
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
@@ -285,13 +311,36 @@ class _Service:
         if not self._authorized(request):
             return PlainTextResponse("missing or wrong bearer token\n", 401, {"WWW-Authenticate": "Bearer"})
         writer = self.writer
+        spool = writer.spool if writer is not None else None
         gauges = {
             "queue_depth": (writer.depth if writer else 0, "Batches waiting for the writer."),
             "queue_capacity": (self.settings.queue_max_batches, "Most batches the queue holds before 503."),
             "database_up": (1 if writer is not None and writer.database_up else 0,
                             "1 unless the last commit found the database unavailable."),
+            "spool_records": (spool.records if spool else 0, "Batches in the on-disk spool, waiting for the database."),
+            "spool_bytes": (spool.bytes if spool else 0, "Bytes in the on-disk spool."),
+            "spool_max_bytes": (spool.max_bytes if spool else 0, "The spool's size limit (0: no spool)."),
+            "retry_after_seconds": (writer.retry_after() if writer else self.settings.retry_after,
+                                    "Retry-After a 503 would carry now (grows while the database is down)."),
         }
-        return PlainTextResponse(self.metrics.render(gauges), media_type="text/plain; version=0.0.4")
+        text = self.metrics.render(gauges, lost=dict(self.drops.totals))
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+def open_collector_store(settings: CollectorSettings) -> tuple[Any, Any]:
+    """The store, and None; or, when the database is down but a spool can take batches, the
+    store unchecked and the schema check to run once it answers (so a collector restarted
+    during an outage starts, and replays what it spooled before)."""
+    from llmlens.collector.store import ensure_schema, open_store
+
+    try:
+        return open_store(settings.db_url), None
+    except StoreUnavailable as exc:
+        if settings.spool is None or not settings.spool.max_bytes:
+            raise
+        store = open_store(settings.db_url, create=False)
+        logger.warning("llmlens collector: %s; starting anyway, spooling to %s", exc, settings.spool.directory)
+        return store, lambda: ensure_schema(store.engine)
 
 
 def _media_type(content_type: str) -> str | None:
@@ -346,6 +395,8 @@ def serve(
     log_level: str = "info",
     workers: int = 1,
     retention_days: float | None = None,
+    spool_dir: str | None = None,
+    spool_max_bytes: int | None = None,
 ) -> int:
     """Run the collector under uvicorn until SIGTERM or SIGINT; return the exit code.
 
@@ -368,9 +419,14 @@ def serve(
         settings = CollectorSettings.resolve(host=host, port=port, db_url=db_url, token=token,
                                              max_body_bytes=max_body_bytes, capture_content=capture_content,
                                              queue_max_batches=queue_max_batches,
-                                             alert_interval=alert_interval, retention_days=retention_days)
-        # Opened before uvicorn starts, so an unreachable or outdated store is one clear line.
-        store = open_store(settings.db_url)
+                                             alert_interval=alert_interval, retention_days=retention_days,
+                                             spool_dir=spool_dir,
+                                             spool_max_bytes=spool_max_bytes)
+        # Opened before uvicorn starts, so an outdated store (or an unreachable one with no
+        # spool to wait in) is one clear line. With the database down, the app opens it.
+        store, prepare = open_collector_store(settings)
+        if prepare is not None:
+            store = None
     except Exception as exc:
         print(f"llmlens collector: {exc}", file=sys.stderr)
         return 1
@@ -408,7 +464,8 @@ def serve(
             try:
                 worker_settings = (settings if index == 0
                                    else replace(settings, alert_interval=0.0, retention_days=None))
-                code = _run(config(worker_settings, open_store(settings.db_url)), signal, sockets=[sock])
+                worker_store = None if store is None else open_store(settings.db_url)
+                code = _run(config(worker_settings, worker_store), signal, sockets=[sock])
             finally:
                 os._exit(code)
         children.append(pid)
@@ -475,10 +532,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--workers", type=int, default=1, help="collector processes sharing the port")
     parser.add_argument("--retention-days", type=float, default=None, help="prune raw rows older than this daily")
+    parser.add_argument("--spool-dir", default=None, help="where batches wait while the database is down "
+                        "(default: $LLMLENS_SPOOL_DIR, else ~/.llmlens/spool)")
+    parser.add_argument("--spool-max-mb", type=float, default=None,
+                        help="spool size limit in MiB (default 256; 0 disables the spool)")
     args = parser.parse_args(argv)
     return serve(args.host, args.port, args.db_url, args.token, args.max_body_bytes, args.capture_content,
                  args.queue_max_batches, alert_interval=args.alert_interval, log_level=args.log_level,
-                 workers=args.workers, retention_days=args.retention_days)
+                 workers=args.workers, retention_days=args.retention_days, spool_dir=args.spool_dir,
+                 spool_max_bytes=None if args.spool_max_mb is None else int(args.spool_max_mb * 1024 * 1024))
 
 
 if __name__ == "__main__":

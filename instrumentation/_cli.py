@@ -43,6 +43,8 @@ def _cmd_collector(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         workers=args.workers,
         retention_days=args.retention_days,
+        spool_dir=args.spool_dir,
+        spool_max_bytes=None if args.spool_max_mb is None else int(args.spool_max_mb * 1024 * 1024),
     )
 
 
@@ -178,6 +180,10 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="collector processes sharing the port (one core each)")
     coll.add_argument("--retention-days", type=float, default=None,
                       help="prune raw rows older than this many days, once a day (default: keep them)")
+    coll.add_argument("--spool-dir", default=None, help="where batches wait while the database is down "
+                      "(default: $LLMLENS_SPOOL_DIR, else ~/.llmlens/spool)")
+    coll.add_argument("--spool-max-mb", type=float, default=None,
+                      help="spool size limit in MiB (default: $LLMLENS_SPOOL_MAX_BYTES, else 256; 0 disables it)")
     coll.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     coll.set_defaults(func=_cmd_collector)
 

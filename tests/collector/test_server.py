@@ -250,6 +250,10 @@ def test_health_reports_the_database_and_the_queue(
         "database": "up",
         "queue_depth": 0,
         "queue_capacity": 7,
+        "spool_records": 0,
+        "spool_bytes": 0,
+        "spool_max_bytes": 0,  # no spool configured
+        "spans_lost": {},
     }
     staged.up = False
     down = client.get("/healthz")

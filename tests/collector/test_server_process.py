@@ -127,13 +127,15 @@ def test_binding_beyond_loopback_without_a_token_prints_a_warning(
     assert ran == ["0.0.0.0", "0.0.0.0", "127.0.0.1"]
 
 
-def test_an_unreachable_store_is_one_clear_line_and_a_nonzero_exit(
+def test_an_unreachable_store_with_no_spool_is_one_clear_line_and_a_nonzero_exit(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]  # nothing listens here once the socket is closed
-    code = server.serve(port=4318, db_url=f"postgresql+psycopg://nobody@127.0.0.1:{closed_port}/none")
+    # With a spool (the default) the collector starts and spools until the database is up.
+    code = server.serve(port=4318, db_url=f"postgresql+psycopg://nobody@127.0.0.1:{closed_port}/none",
+                        spool_max_bytes=0)
     err = capsys.readouterr().err.strip()
     assert code == 1
     assert err.startswith("llmlens collector: ") and len(err.splitlines()) == 1
