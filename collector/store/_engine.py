@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from llmlens.collector.store._errors import StoreOutdated, translated
@@ -121,20 +123,72 @@ def ensure_schema(engine: Engine) -> None:
 
     An empty database needs no setup step, so the embedded default just works. A store at
     another revision is never migrated implicitly: the user runs ``llmlens db upgrade``.
+
+    Creation is one transaction under an exclusive lock (SQLite: ``BEGIN IMMEDIATE``;
+    PostgreSQL: a transaction-scoped advisory lock), so processes opening one brand-new
+    store at once all succeed: one creates and stamps it, the others wait, then find it
+    at the newest revision. None ever sees tables without their revision.
     """
-    with translated("cannot reach", safe_url(engine)), engine.begin() as conn:
-        tables = set(inspect(conn).get_table_names())
-        if not tables & {"llm_spans", "alembic_version"}:
-            metadata.create_all(conn)
-            conn.execute(text(_VERSION_TABLE_DDL))
-            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": SCHEMA_REVISION})
-            return
-        revision = None
-        if "alembic_version" in tables:
-            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    if revision != SCHEMA_REVISION:
-        found = revision or "no revision"
+    where = safe_url(engine)
+    with translated("cannot reach", where):
+        with engine.connect() as conn:  # the common case, an existing store: no lock taken
+            tables, revision = _schema_state(conn)
+        if revision != SCHEMA_REVISION and not tables & _OURS - {"alembic_version"}:
+            with engine.connect() as conn, _exclusive(conn):
+                tables, revision = _schema_state(conn)
+                if not tables & _OURS:
+                    metadata.create_all(conn)
+                    conn.execute(text(_VERSION_TABLE_DDL))
+                    conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"),
+                                 {"v": SCHEMA_REVISION})
+                    return
+    if revision == SCHEMA_REVISION:
+        return
+    if revision is None:
         raise StoreOutdated(
-            f"the store at {safe_url(engine)} is at schema {found}, this llmlens needs {SCHEMA_REVISION}: "
-            "run `llmlens db upgrade`"
+            f"the store at {where} has tables but no llmlens schema revision (another program's "
+            "database, or one whose creation failed): point LLMLENS_DB_URL at a new database"
         )
+    raise StoreOutdated(
+        f"the store at {where} is at schema {revision}, this llmlens needs {SCHEMA_REVISION}: "
+        "run `llmlens db upgrade`"
+    )
+
+
+_OURS: Final = frozenset({"llm_spans", "alembic_version"})
+# pg_advisory_xact_lock key for schema creation: any constant unlikely to clash ("llmlens").
+_SCHEMA_LOCK_KEY: Final = 0x6C6C6D6C656E73
+
+
+def _schema_state(conn: Connection) -> tuple[set[str], str | None]:
+    tables = set(inspect(conn).get_table_names())
+    revision = None
+    if "alembic_version" in tables:
+        value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        revision = None if value is None else str(value)
+    return tables, revision
+
+
+@contextmanager
+def _exclusive(conn: Connection) -> Iterator[None]:
+    """One transaction that no other process' schema creation runs alongside."""
+    if conn.dialect.name == "sqlite":
+        # pysqlite runs DDL outside any transaction of its own; take the write lock first
+        # and issue the transaction's statements ourselves.
+        dbapi = conn.connection.dbapi_connection
+        saved = dbapi.isolation_level  # type: ignore[union-attr]
+        dbapi.isolation_level = None  # type: ignore[union-attr]
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
+        finally:
+            dbapi.isolation_level = saved  # type: ignore[union-attr]
+        return
+    with conn.begin():
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        yield
