@@ -113,6 +113,8 @@ class BatchWriter:
         drops: DropLedger | None = None,
         prepare_store: Callable[[], object] | None = None,
         record_drops: Callable[[dict[Any, int]], object] | None = None,
+        checkpoint: Callable[[], object] | None = None,
+        idle_seconds: float = 5.0,
     ) -> None:
         if max_batches < 1:
             raise ValueError("max_batches must be at least 1")
@@ -129,8 +131,14 @@ class BatchWriter:
         # (the schema check it skipped then); and to persist drop counts after a commit.
         self._prepare_store = prepare_store
         self._record_drops = record_drops
+        # Run when the queue has been empty for idle_seconds after commits (SQLite: copy the
+        # WAL into the main file and truncate it, so the data is where the disk space is).
+        self._checkpoint = checkpoint
+        self._idle_seconds = idle_seconds
+        self._dirty = False
         self._down_until = 0.0  # monotonic time before which the database is presumed down
         self._down_since: float | None = None  # monotonic start of the current outage
+        self._replay_after = 0.0  # monotonic time before which the spool is not looked at again
         self._spool_full_until = 0.0  # monotonic time before which the spool is presumed full
         self.spool_full = False  # the last append found the spool full (until one succeeds)
         self._database_up = prepare_store is None
@@ -275,17 +283,26 @@ class BatchWriter:
                 return
 
     def _next_job(self) -> Any:
-        """The next queued job; meanwhile, replay the spool when the database is up."""
+        """The next queued job; meanwhile, replay the spool when the database is up, and
+        checkpoint when idle."""
         while True:
             spool = self.spool
-            if spool is None or not spool.records:
-                return self._queue.get()
-            if self._queue.empty() and time.monotonic() >= self._down_until:
+            pending = spool is not None and spool.records > 0
+            now = time.monotonic()
+            if pending and self._queue.empty() and now >= self._down_until and now >= self._replay_after:
+                assert spool is not None
                 self._replay(spool)
+            if not pending and not self._dirty:
+                return self._queue.get()
+            wait = self._idle_seconds if not pending else max(0.05, self._down_until - time.monotonic())
             try:
-                return self._queue.get(timeout=max(0.05, self._down_until - time.monotonic()))
+                return self._queue.get(timeout=min(wait, self._idle_seconds))
             except queue.Empty:
-                continue
+                if self._dirty and self._checkpoint is not None and self._database_up:
+                    self._dirty = False
+                    self._checkpoint()
+                elif self._checkpoint is None:
+                    self._dirty = False
 
     def _replay(self, spool: Spool) -> None:
         handled = 0
@@ -305,13 +322,15 @@ class BatchWriter:
             return
         except Exception:
             logger.exception("collector: spool replay failed; retrying in %.1fs", self.base_retry_after)
-            self._down_until = time.monotonic() + self.base_retry_after
+            self._replay_after = time.monotonic() + self.base_retry_after
             return
         if result.corrupt:
             self.metrics.add(spool_corrupt=result.corrupt)
-        if result.busy:  # another collector process replays this spool; look again later
-            self._down_until = time.monotonic() + self.base_retry_after
-        elif not result.stopped and spool.records == 0:
+        if result.busy or (not result.stopped and spool.records):
+            # Another process replays this spool, or still appends to a segment of it:
+            # look again later rather than spin.
+            self._replay_after = time.monotonic() + self.base_retry_after
+        elif not result.stopped:
             logger.info("collector: every spooled batch is stored")
         self._database_recovered()
 
@@ -397,6 +416,7 @@ class BatchWriter:
             self._fail(jobs, RuntimeError("the batch could not be ingested"))
             return
         self._database_recovered()
+        self._dirty = True
         self.metrics.add(
             spans_stored=result.stored,
             spans_duplicate=result.duplicates,

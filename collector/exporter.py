@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 
@@ -29,11 +30,21 @@ from llmlens.collector._spool import PROTOBUF, Spool, SpoolFull, SpoolSettings, 
 from llmlens.collector.ingest import Ingestor, IngestResult
 from llmlens.collector.pricing import Pricer
 from llmlens.collector.record import SpanRecord, from_readable_span
-from llmlens.collector.store import StoreError, StoreUnavailable, open_store, resolve_url
+from llmlens.collector.store import (
+    StoreError,
+    StoreUnavailable,
+    checkpoint,
+    open_store,
+    record_drops,
+    resolve_url,
+)
 
 logger = logging.getLogger("llmlens")
 
 _MAX_PROBE_INTERVAL = 30.0
+# Seconds between two SQLite WAL checkpoints (TRUNCATE) after exports: the main file, not
+# the log, holds the data, and the log gives its disk space back.
+_CHECKPOINT_INTERVAL = 30.0
 
 
 class StoreSpanExporter(SpanExporter):
@@ -63,6 +74,7 @@ class StoreSpanExporter(SpanExporter):
         self._spool: Spool | None = None
         self._spool_opened = False
         self._checked_leftovers = False
+        self._checkpointed = time.monotonic()
         self._probe_interval = probe_interval
         self._ingestor: Ingestor | None = None
         self._lock = threading.Lock()  # one ingest at a time (export and replay)
@@ -118,17 +130,21 @@ class StoreSpanExporter(SpanExporter):
 
     def _ingest(self, records: Sequence[SpanRecord]) -> IngestResult:
         with self._lock:
-            result = self._get_ingestor().ingest(records)
+            ingestor = self._get_ingestor()
+            result = ingestor.ingest(records)
             self.totals += result
-            self._persist_drops()
+            self._persist_drops(ingestor)
+            if time.monotonic() - self._checkpointed > _CHECKPOINT_INTERVAL:
+                self._checkpointed = time.monotonic()
+                checkpoint(ingestor.store.engine)
         return result
 
-    def _persist_drops(self) -> None:
+    def _persist_drops(self, ingestor: Ingestor) -> None:
         pending = self.drops.take_pending()
-        if not pending or self._ingestor is None:
+        if not pending:
             return
         try:
-            self._ingestor.store.record_drops(pending)
+            record_drops(ingestor.store.engine, pending)
         except Exception:  # the next successful write tries again
             self.drops.restore(pending)
 
@@ -293,6 +309,10 @@ class StoreSpanExporter(SpanExporter):
             replayer.join(2.0)
         if self._spool is not None:
             self._spool.close()
+        with self._lock:
+            if self._ingestor is not None:
+                self._persist_drops(self._ingestor)
+                checkpoint(self._ingestor.store.engine)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """True unless spans were dropped since the last flush (spooled spans are safe on disk)."""

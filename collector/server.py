@@ -146,7 +146,8 @@ class _Service:
             spool=spool,
             drops=self.drops,
             prepare_store=prepare_store,
-            record_drops=getattr(self.store, "record_drops", None),
+            record_drops=_store_call(self.store, "record_drops"),
+            checkpoint=_store_call(self.store, "checkpoint"),
         )
         self.writer.start()
         async with anyio.create_task_group() as tasks:
@@ -325,6 +326,17 @@ class _Service:
         }
         text = self.metrics.render(gauges, lost=dict(self.drops.totals))
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+def _store_call(store: Any, name: str) -> Any:
+    """``store.<function>(engine, ...)`` bound to this store, or None for a stand-in store."""
+    engine = getattr(store, "engine", None)
+    if engine is None:
+        return None
+    from llmlens.collector import store as store_module
+
+    function = getattr(store_module, name)
+    return lambda *args: function(engine, *args)
 
 
 def open_collector_store(settings: CollectorSettings) -> tuple[Any, Any]:

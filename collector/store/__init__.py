@@ -12,6 +12,7 @@ Modules, each with one concern:
   evaluator and the CLI make (re-exported by :mod:`llmlens.collector.queries`)
 - ``_rollup``, ``_plan``: rollups written with every batch, and how reads cover a range
 - ``_reprice``, ``_retention``, ``_migrate``: re-pricing, pruning, Alembic migrations
+- ``_drops``: spans lost anyway (``llm_drops``), and the SQLite checkpoint writers run when idle
 
 >>> store = open_store("sqlite:///llmlens.db")  # doctest: +SKIP
 >>> store.insert_rows(rows)  # doctest: +SKIP
@@ -29,6 +30,7 @@ from llmlens.collector.store._alerts import (
     list_alert_rules,
     record_alert_event,
 )
+from llmlens.collector.store._drops import checkpoint, drops_by_cause, llm_drops, record_drops
 from llmlens.collector.store._engine import (
     DEFAULT_DB_URL,
     SCHEMA_REVISION,
@@ -98,10 +100,12 @@ __all__ = [
     "as_utc",
     "breakdown",
     "call_detail",
+    "checkpoint",
     "choose_bucket",
     "count_calls",
     "current_revision",
     "dispose_engines",
+    "drops_by_cause",
     "enabled_alert_rules",
     "ensure_schema",
     "filter_options",
@@ -112,6 +116,7 @@ __all__ = [
     "list_alert_events",
     "list_alert_rules",
     "list_calls",
+    "llm_drops",
     "llm_spans",
     "make_engine",
     "metadata",
@@ -119,6 +124,7 @@ __all__ = [
     "prune",
     "raw_time_extent",
     "record_alert_event",
+    "record_drops",
     "reprice_rows",
     "resolve_url",
     "retry_waste",
