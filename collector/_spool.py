@@ -171,7 +171,7 @@ class Spool:
         self._fd: int | None = None  # the active segment this process appends to
         self._active: Path | None = None
         self._active_size = 0
-        self._finalizer: weakref.finalize[[int], None] | None = None
+        self._finalizer: weakref.finalize[[int], Spool] | None = None
         self._resume: dict[str, int] = {}  # segment name -> offset of its first unhandled record
         self._bytes = 0
         self._records = 0
@@ -181,7 +181,7 @@ class Spool:
     # --- state -----------------------------------------------------------------------------
 
     @property
-    def bytes(self) -> int:
+    def size_bytes(self) -> int:
         """Bytes of spooled records (all processes' segments, as of the last scan)."""
         return self._bytes
 

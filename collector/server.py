@@ -302,7 +302,7 @@ class _Service:
             "queue_depth": writer.depth if writer else 0,
             "queue_capacity": self.settings.queue_max_batches,
             "spool_records": spool.records if spool else 0,
-            "spool_bytes": spool.bytes if spool else 0,
+            "spool_bytes": spool.size_bytes if spool else 0,
             "spool_max_bytes": spool.max_bytes if spool else 0,
             "spans_lost": dict(self.drops.totals),
         }
@@ -319,7 +319,7 @@ class _Service:
             "database_up": (1 if writer is not None and writer.database_up else 0,
                             "1 unless the last commit found the database unavailable."),
             "spool_records": (spool.records if spool else 0, "Batches in the on-disk spool, waiting for the database."),
-            "spool_bytes": (spool.bytes if spool else 0, "Bytes in the on-disk spool."),
+            "spool_bytes": (spool.size_bytes if spool else 0, "Bytes in the on-disk spool."),
             "spool_max_bytes": (spool.max_bytes if spool else 0, "The spool's size limit (0: no spool)."),
             "retry_after_seconds": (writer.retry_after() if writer else self.settings.retry_after,
                                     "Retry-After a 503 would carry now (grows while the database is down)."),

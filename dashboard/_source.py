@@ -76,6 +76,34 @@ class ViewContext:
         return result
 
 
+# How each cause of loss reads in the banner, in this order; any other cause is "other".
+_LOSS_LABELS: Final = (("queue_full", "queue full"), ("spool_full", "spool full"), ("rejected", "rejected"),
+                       ("disk_full", "disk full"), ("shutdown", "shutdown"), ("export_failed", "export failed"),
+                       ("store_error", "store error"))
+
+
+def loss_message(by_cause: dict[str, int]) -> str | None:
+    """``"N spans were lost in this range (queue full: a, spool full: b, rejected: c)"``, or
+    None when nothing was lost. Only our own labels and numbers: nothing from span data."""
+    total = sum(by_cause.values())
+    if not total:
+        return None
+    known = dict(_LOSS_LABELS)
+    parts = [f"{label}: {by_cause[cause]:,}" for cause, label in _LOSS_LABELS if by_cause.get(cause)]
+    other = sum(n for cause, n in by_cause.items() if cause not in known)
+    if other:
+        parts.append(f"other: {other:,}")
+    noun = "span was" if total == 1 else "spans were"
+    return f"{total:,} {noun} lost in this range ({', '.join(parts)})"
+
+
+def show_losses(view: ViewContext) -> None:
+    """A banner above every page when spans were lost in the selected range (``llm_drops``)."""
+    message = loss_message(view.fetch(queries.drops_by_cause, view.filters.time_only()))
+    if message:
+        st.warning(message, icon=":material/report:")
+
+
 # Queries that take no Filters as their first argument after the connection.
 _NO_FILTERS: Final[frozenset[Callable[..., Any]]] = frozenset(
     {queries.has_rows, queries.list_alert_rules, queries.call_detail, queries.raw_time_extent}

@@ -30,7 +30,9 @@ def main() -> None:
     if _source.store_is_empty(url):
         _source.show_empty_store()
         return
-    _source.set_view_context(_sidebar.sidebar(url, store.url))
+    context = _sidebar.sidebar(url, store.url)
+    _source.set_view_context(context)
+    _source.show_losses(context)
     navigation.run()
 
 

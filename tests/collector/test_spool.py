@@ -24,11 +24,11 @@ def test_records_are_replayed_oldest_first_and_deleted_once_handled(tmp_path: Pa
     records = [f"record {i}".encode() * (i + 1) for i in range(40)]  # several segments
     for record in records:
         spool.append(record)
-    assert spool.records == 40 and spool.bytes > 0
+    assert spool.records == 40 and spool.size_bytes > 0
     assert len(list(tmp_path.glob("*.seg"))) > 1
 
     assert _replay_all(spool) == records
-    assert spool.records == 0 and spool.bytes == 0
+    assert spool.records == 0 and spool.size_bytes == 0
     assert list(tmp_path.glob("*.seg")) == []
     assert _replay_all(spool) == []
 

@@ -236,3 +236,21 @@ def test_an_outdated_store_says_how_to_upgrade(tmp_path: Path, monkeypatch: pyte
     at = _app().run()
     assert not at.exception
     assert "llmlens db upgrade" in at.error[0].value
+
+
+def test_spans_lost_in_the_selected_range_are_a_banner_on_every_page(store: Store) -> None:
+    from llmlens.collector.store import record_drops
+
+    minute = NOW.replace(second=0, microsecond=0)
+    record_drops(store.engine, {(minute - timedelta(minutes=5), "billing", "queue_full"): 2560,
+                                (minute - timedelta(minutes=5), "billing", "spool_full"): 300,
+                                (minute - timedelta(minutes=1), "worker", "spool_full"): 12,
+                                (minute - timedelta(days=30), "billing", "rejected"): 9})  # outside the range
+    banner = "2,872 spans were lost in this range (queue full: 2,560, spool full: 312)"
+    for view in (None, "cost", "traces"):
+        at = _open(view)
+        assert [w.value for w in at.warning if "lost" in str(w.value)] == [banner]
+
+
+def test_no_banner_when_nothing_was_lost(store: Store) -> None:
+    assert not [w for w in _open().warning if "lost" in str(w.value)]
