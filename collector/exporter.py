@@ -214,11 +214,7 @@ class StoreSpanExporter(SpanExporter):
 
     def _drop(self, cause: str, count: int, spans: Sequence[ReadableSpan],
               error: BaseException | None = None) -> SpanExportResult:
-        service = _service_of(spans)
-        self.drops.add(cause, count, service=service)
-        self._outage_drops[cause] += count
-        self._unflushed_drops = True
-        _record_in_pipeline(cause, count)
+        self._count_loss(cause, count, _service_of(spans))
         if not self._outage:
             self._failing_error = True
         if not self._loss_reported:
@@ -227,6 +223,12 @@ class StoreSpanExporter(SpanExporter):
             logger.error("llmlens: dropped %d spans (%s)%s", count, cause.replace("_", " "),
                          f": {error}" if error else "")
         return SpanExportResult.FAILURE
+
+    def _count_loss(self, cause: str, count: int, service: str = "") -> None:
+        self.drops.add(cause, count, service=service)
+        self._outage_drops[cause] += count
+        self._unflushed_drops = True
+        _record_in_pipeline(cause, count)
 
     # --- outage and replay ------------------------------------------------------------------
 
@@ -287,7 +289,7 @@ class StoreSpanExporter(SpanExporter):
         try:
             batch = decode(body, media)
         except OTLPDecodeError:
-            self.drops.add(_drops.REJECTED, 1)
+            self._count_loss(_drops.REJECTED, 1)
             return
         try:
             self._ingest(batch.records)
@@ -296,7 +298,7 @@ class StoreSpanExporter(SpanExporter):
         except Exception:
             # A batch that can never be stored must not block the spool behind it.
             logger.exception("llmlens: a spooled batch of %d spans cannot be stored", len(batch.records))
-            self.drops.add(_drops.REJECTED, len(batch.records))
+            self._count_loss(_drops.REJECTED, len(batch.records))
             return
         self.replayed += len(batch.records)
 

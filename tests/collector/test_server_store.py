@@ -136,3 +136,18 @@ def test_spans_that_are_not_llm_calls_are_accepted_but_not_stored(client: TestCl
     assert answer.status_code == 200 and answer.json() == {}
     assert store.fetch_rows() == []
     assert "llmlens_collector_spans_not_llm_total 1" in client.get("/metrics").text
+
+
+def test_spans_refused_as_invalid_are_counted_as_lost_in_the_store_and_on_metrics(
+    client: TestClient, store: Store, span_request: Callable[..., Any]
+) -> None:
+    from llmlens.collector.queries import Filters, drops_by_cause
+
+    request = span_request(4, service="billing")
+    request.resource_spans[0].scope_spans[0].spans[0].trace_id = b"\0" * 16  # can never be stored
+    answer = client.post("/v1/traces", content=request.SerializeToString(), headers=PROTOBUF)
+    assert answer.status_code == 200
+    assert store.count_rows() == 3
+    assert drops_by_cause(store.engine, Filters()) == {"rejected": 1}
+    assert 'llmlens_collector_spans_lost_total{cause="rejected"} 1' in client.get("/metrics").text
+    assert client.get("/healthz").json()["spans_lost"] == {"rejected": 1}
