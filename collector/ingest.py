@@ -44,8 +44,11 @@ def _is_provider_level(row: SpanRow) -> bool:
     return row["attributes"].get("otel.scope.name") in SCOPE_PROVIDERS
 
 
+_LLMLENS_ROWS = frozenset({sc.ROLE_ATTEMPT, sc.ROLE_REQUEST})
+
+
 def _is_llmlens(row: SpanRow) -> bool:
-    return row["attributes"].get(sc.SPAN_ROLE) == sc.ROLE_ATTEMPT
+    return row["attributes"].get(sc.SPAN_ROLE) in _LLMLENS_ROWS
 
 
 class Ingestor:

@@ -93,7 +93,11 @@ def is_llm_span(attrs: Mapping[str, Any], scope_name: str = "") -> bool:
     """Whether a span is one request to a model provider (and so a row)."""
     role = attrs.get(sc.SPAN_ROLE)
     if role is not None:
-        return bool(role == sc.ROLE_ATTEMPT)
+        # llmlens' own spans: a captured request is a row; an attempt only when no request
+        # was captured inside it (its requests are the rows then); a call never.
+        if role == sc.ROLE_REQUEST:
+            return True
+        return role == sc.ROLE_ATTEMPT and not attrs.get(sc.REQUESTS)
     if attrs.get(sc.MERGED_INTO):
         return False
     kind = attrs.get(src.OPENINFERENCE_KIND)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from llmlens._config import Settings, configure, flush, get_settings, shutdown
 from llmlens._exceptions import InvalidOutput, LLMLensError
-from llmlens._observe import current_output, observe, record_usage
+from llmlens._observe import current_output, observe, propagate, record_usage
 from llmlens._retry import RetryPolicy
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "flush",
     "get_settings",
     "observe",
+    "propagate",
     "record_usage",
     "shutdown",
 ]

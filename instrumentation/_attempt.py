@@ -50,6 +50,7 @@ _set_span_in_context = trace.set_span_in_context
 _attach = otel_context.attach
 _detach_token = otel_context.detach
 _ERROR_STATUS: Final = StatusCode.ERROR
+_USAGE_PREFIX: Final = "gen_ai.usage."
 
 
 # --- internal errors: logged once per burst, never raised ------------------------------------
@@ -181,6 +182,7 @@ class Attempt:
         "deadline",
         "ended",
         "first_item",
+        "group",
         "outcome",
         "recorded",
         "span",
@@ -204,6 +206,7 @@ class Attempt:
         self.call = call
         self.capture = False
         self.outcome: Any = NO_OUTPUT
+        self.group: Any = None  # the requests the HTTP layer captured inside (``_capture.Group``)
 
     # Observer protocol, for streams -------------------------------------------------------
     def item(self, item: Any) -> None:
@@ -279,12 +282,23 @@ class Attempt:
                 attrs[sc.CALL_DURATION_MS] = (time.monotonic() - call.start) * 1000.0
         if exc is not None:
             attrs[sc.ERROR_TYPE] = type(exc).__qualname__
+        group = self.group
+        if group is not None:
+            # The captured requests are the rows; this span is their context and must not
+            # count their tokens a second time (here or in an APM that sums them).
+            for key in [key for key in attrs if key.startswith(_USAGE_PREFIX)]:
+                del attrs[key]
+            attrs[sc.REQUESTS] = group.count
         span.set_attributes(attrs)
         if exc is not None:
             _record_exception(span, exc, self.capture)
         if status != _status.OK and status != _status.CANCELLED:
             span.set_status(Status(_ERROR_STATUS, reason))
         span.end()
+        if group is not None:
+            call_ms = attrs.get(sc.CALL_DURATION_MS, (time.monotonic() - self.start) * 1000.0) if final else None
+            output = attrs.get(sc.OUTPUT_MESSAGES)
+            group.settle(status, reason, final, call_ms, {sc.OUTPUT_MESSAGES: output} if output else None)
         if call is not None and final:
             call.finish(status, reason, attrs)
 
@@ -482,7 +496,8 @@ def settle(attempt: Attempt, result: Any, args: tuple[Any, ...], kwargs: dict[st
         if kind:
             attempt.span.set_attribute(sc.REQUEST_STREAM, True)
             return _streams.wrap_stream(result, attempt, kind)
-        attrs = extract(target)
+        # A response whose request the HTTP layer captured was read there already.
+        attrs = extract(target) if attempt.group is None else {}
     except Exception:
         internal_error("reading the response")
         attrs = {}

@@ -1,8 +1,14 @@
-"""``llmlens.configure``: where spans go, and the settings the decorator reads.
+"""``llmlens.configure``: where spans go, and the settings the decorator and the capture read.
 
-Precedence is explicit argument > ``LLMLENS_*`` or standard ``OTEL_*`` variable > default.
-The environment is read here and nowhere else in the instrumentation, and only when
-``configure`` (or the first decorated call) asks for it, never at import time.
+Precedence is explicit argument > ``LLMLENS_*`` variable (or ``OTEL_SERVICE_NAME`` and
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) > default. The environment is read
+here and nowhere else in the instrumentation, and only when ``configure`` (or the first
+decorated call) asks for it, never at import time.
+
+The application's OpenTelemetry stays the application's: llmlens records on a tracer
+provider of its own (always sampled, never installed as the global one), adds nothing to
+the application's provider, and never reads ``OTEL_EXPORTER_OTLP_*`` (those point the
+application's pipeline at its APM). ``also_export_to`` is the one, explicit, way in.
 """
 
 from __future__ import annotations
@@ -11,14 +17,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from llmlens import semconv
 from llmlens._merge import ProviderSpanMerger
@@ -31,6 +38,7 @@ logger = logging.getLogger("llmlens")
 DEFAULT_DB_URL = "sqlite:///llmlens.db"
 DEFAULT_SERVICE_NAME = "llmlens-app"
 DEFAULT_MAX_CONTENT_CHARS = 4096
+CAPTURE_MODES = ("all", "observed", "off")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
@@ -44,6 +52,11 @@ class Settings:
     capture_content: bool = False
     max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS
     headers: dict[str, str] = field(default_factory=dict)
+    # Which provider requests the HTTP layer records: "all" (also those outside any
+    # observed call, as rows without a task), "observed" (inside @observe only), "off".
+    capture: str = "all"
+    # Extra host (or host:port) -> provider names, for self-hosted OpenAI-compatible servers.
+    hosts: dict[str, str] = field(default_factory=dict)
 
 
 def _env_flag(name: str) -> bool | None:
@@ -54,7 +67,7 @@ def _env_flag(name: str) -> bool | None:
 
 
 def _traces_endpoint(base: str) -> str:
-    # OTEL_EXPORTER_OTLP_ENDPOINT is a base URL; the signal path is appended per the spec.
+    # An endpoint is a base URL, as in OTLP: the signal path is appended.
     base = base.rstrip("/")
     return base if base.endswith("/v1/traces") else base + "/v1/traces"
 
@@ -74,21 +87,19 @@ def resolve_settings(
     service_name: str | None = None,
     capture_content: bool | None = None,
     max_content_chars: int | None = None,
+    capture: str | None = None,
+    hosts: Mapping[str, str] | None = None,
 ) -> Settings:
     """Combine explicit arguments with the environment into :class:`Settings`."""
     env = os.environ
     if endpoint is None and db_url is None:
-        raw = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        if raw:
-            endpoint = raw
-        elif env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-            endpoint = _traces_endpoint(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
-    elif endpoint is not None:
+        # llmlens' own variables only: OTEL_EXPORTER_OTLP_* belong to the app's APM.
+        endpoint = env.get("LLMLENS_ENDPOINT") or None
+        db_url = env.get("LLMLENS_DB_URL") or (None if endpoint else DEFAULT_DB_URL)
+    if endpoint is not None:
         endpoint = _traces_endpoint(endpoint)
-    if endpoint is None and db_url is None:
-        db_url = env.get("LLMLENS_DB_URL") or DEFAULT_DB_URL
-    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-        raise ValueError(f"endpoint must be an http(s) URL, got {endpoint!r}")
+        if not endpoint.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint must be an http(s) URL, got {endpoint!r}")
     if capture_content is None:
         capture_content = bool(_env_flag("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"))
     if max_content_chars is None:
@@ -97,14 +108,19 @@ def resolve_settings(
         raise ValueError("max_content_chars must be positive")
     if service_name is None:
         service_name = env.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
-    headers = _parse_headers(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS"))
+    if capture is None:
+        capture = (env.get("LLMLENS_CAPTURE") or "all").strip().lower()
+    if capture not in CAPTURE_MODES:
+        raise ValueError(f"capture must be one of {', '.join(CAPTURE_MODES)}, got {capture!r}")
     return Settings(
         db_url=db_url,
         endpoint=endpoint,
         service_name=service_name,
         capture_content=capture_content,
         max_content_chars=max_content_chars,
-        headers=headers,
+        headers=_parse_headers(env.get("LLMLENS_HEADERS")),
+        capture=capture,
+        hosts={str(k).lower(): str(v) for k, v in (hosts or {}).items()},
     )
 
 
@@ -138,12 +154,48 @@ class _SwitchableProcessor(SpanProcessor):
         return all(processor.force_flush(timeout_millis) for processor in self._inner)
 
 
+class _AlsoExport(SpanProcessor):
+    """Hands llmlens' spans to the application's provider too (``configure(also_export_to=)``).
+
+    The spans keep llmlens' resource and are always sampled; the application's own
+    processors (and so its exporters) see them as they see its own spans. Nothing here
+    shuts the application's pipeline down.
+    """
+
+    def __init__(self, target: TracerProvider | None) -> None:
+        self._target = target  # None: the global provider, looked up when each span starts
+
+    def _processor(self) -> SpanProcessor | None:
+        provider = self._target if self._target is not None else trace.get_tracer_provider()
+        processor = getattr(provider, "_active_span_processor", None)
+        return processor if isinstance(processor, SpanProcessor) else None
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        processor = self._processor()
+        if processor is not None:
+            processor.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        processor = self._processor()
+        if processor is not None:
+            processor.on_end(span)
+
+    def shutdown(self) -> None:
+        pass  # the application's pipeline is the application's to stop
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
 @dataclass
 class _State:
     settings: Settings | None = None
     provider: TracerProvider | None = None
+    own: TracerProvider | None = None  # llmlens' own provider, kept across reconfiguration
     processor: _SwitchableProcessor | None = None
     tracer: trace.Tracer | None = None
+    capture: str = "off"  # what the HTTP hooks record: configure() sets it, shutdown() turns it off
+    warned: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -171,28 +223,48 @@ def configure(
     service_name: str | None = None,
     capture_content: bool | None = None,
     *,
+    capture: Literal["all", "observed", "off"] | None = None,
+    hosts: Mapping[str, str] | None = None,
+    also_export_to: TracerProvider | Literal[True] | None = None,
     max_content_chars: int | None = None,
     tracer_provider: TracerProvider | None = None,
     exporter: SpanExporter | None = None,
 ) -> Settings:
-    """Send llmlens spans somewhere and set the decorator's defaults.
+    """Start recording: where rows go, which requests are captured, the decorator's defaults.
 
-    By default spans are written in-process to the SQLite store at ``LLMLENS_DB_URL``
-    (``sqlite:///llmlens.db``). Give ``endpoint`` (or set ``OTEL_EXPORTER_OTLP_ENDPOINT``)
-    to export OTLP/HTTP to a collector instead; give both ``db_url`` and ``endpoint`` to do
-    both. A TracerProvider the application already installed is reused; otherwise one is
-    created and installed globally. ``exporter`` replaces the default exporters (tests use
-    the SDK's ``InMemorySpanExporter``). Calling ``configure`` again replaces the previous
-    configuration after flushing it.
+    By default rows are written in-process to the SQLite store at ``LLMLENS_DB_URL``
+    (``sqlite:///llmlens.db``). Give ``endpoint`` (or set ``LLMLENS_ENDPOINT``) to export
+    OTLP/HTTP to an llmlens collector instead; give both ``db_url`` and ``endpoint`` to do
+    both. ``OTEL_EXPORTER_OTLP_*`` are never read: they configure the application's own
+    pipeline.
+
+    * ``capture``: which provider requests made through httpx/httpx2 become rows:
+      ``"all"`` (default; a request outside any observed call is a row without a task),
+      ``"observed"`` (only inside ``@observe``), ``"off"``. Env: ``LLMLENS_CAPTURE``.
+    * ``hosts``: extra ``{"host" or "host:port": provider}`` for self-hosted
+      OpenAI-compatible servers (vLLM, Ollama, a gateway).
+    * ``also_export_to``: also hand llmlens' spans to the application's TracerProvider
+      (``True``: whichever is global when a span starts), to see them in its APM.
+
+    llmlens records on a TracerProvider of its own, always sampled, never installed
+    globally: the application's sampler cannot drop a cost row and its exporters get
+    nothing unless ``also_export_to`` asks. ``tracer_provider`` records on the given
+    provider instead (its sampler then applies). ``exporter`` replaces the default
+    exporters (tests use the SDK's ``InMemorySpanExporter``). Calling ``configure``
+    again replaces the previous configuration after flushing it.
 
     >>> import llmlens
     >>> llmlens.configure(db_url="sqlite:///llmlens.db")  # doctest: +SKIP
     """
-    settings = resolve_settings(db_url, endpoint, service_name, capture_content, max_content_chars)
+    from llmlens import _hooks
+
+    settings = resolve_settings(db_url, endpoint, service_name, capture_content, max_content_chars, capture, hosts)
     exporters = [exporter] if exporter is not None else _make_exporter(settings)
     with _state.lock:
-        provider = _resolve_provider(tracer_provider, settings.service_name)
+        provider = tracer_provider if tracer_provider is not None else _own_provider(settings.service_name)
         if _state.provider is not provider or _state.processor is None:
+            if _state.processor is not None:
+                _state.processor.set_inner(())  # the previous provider's, shut down below with `old`
             _state.processor = _SwitchableProcessor()
             provider.add_span_processor(_state.processor)
             _state.provider = provider
@@ -201,25 +273,29 @@ def configure(
             ProviderSpanMerger(),
             *(BatchSpanProcessor(e, schedule_delay_millis=500) for e in exporters),
         )
+        if also_export_to is not None:
+            inner += (_AlsoExport(None if also_export_to is True else also_export_to),)
         old = _state.processor.set_inner(inner)
         _state.settings = settings
+        _state.capture = settings.capture
         _state.tracer = provider.get_tracer(semconv.SCOPE_NAME, _version())
     for processor in old:
         processor.shutdown()
+    if settings.capture == "off":
+        _hooks.uninstall()
+    else:
+        _hooks.install()
     return settings
 
 
-def _resolve_provider(explicit: TracerProvider | None, service_name: str) -> TracerProvider:
-    if explicit is not None:
-        return explicit
-    current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
-        return current
-    provider = TracerProvider(resource=Resource.create({semconv.SERVICE_NAME: service_name}))
-    trace.set_tracer_provider(provider)
-    # set_tracer_provider is set-once: if someone raced us, use theirs.
-    current = trace.get_tracer_provider()
-    return current if isinstance(current, TracerProvider) else provider
+def _own_provider(service_name: str) -> TracerProvider:
+    """llmlens' own TracerProvider: always sampled, never the global one."""
+    own = _state.own
+    if own is None or own.resource.attributes.get(semconv.SERVICE_NAME) != service_name:
+        own = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create({semconv.SERVICE_NAME: service_name}),
+                             shutdown_on_exit=False)
+        _state.own = own
+    return own
 
 
 def _version() -> str:
@@ -241,11 +317,16 @@ def get_settings() -> Settings:
 
 
 def get_tracer() -> trace.Tracer:
-    """The tracer for llmlens spans: the configured provider's, else the global one's."""
+    """The tracer for llmlens spans; one that records nothing (and says so once) before configure()."""
     tracer = _state.tracer
     if tracer is None:
-        tracer = trace.get_tracer(semconv.SCOPE_NAME, _version())
-        _state.tracer = tracer
+        if not _state.warned:
+            _state.warned = True
+            logger.warning(
+                "llmlens: an @observe call ran before llmlens.configure(), so nothing is recorded. "
+                "Call llmlens.configure() once at startup (rows go to LLMLENS_DB_URL, default "
+                "sqlite:///llmlens.db), or llmlens.configure(endpoint=\"http://collector:4318\").")
+        tracer = trace.NoOpTracer()
     return tracer
 
 
@@ -280,6 +361,7 @@ def shutdown(timeout: float = 10.0) -> bool:
     with _state.lock:
         processor = _state.processor
         _state.settings = None
+        _state.capture = "off"
     if processor is None:
         return ok
 
@@ -291,6 +373,10 @@ def shutdown(timeout: float = 10.0) -> bool:
 
 
 def _reset_for_tests() -> None:
-    """Forget the configuration (the provider keeps our processor, now empty)."""
+    """Forget the configuration and take the HTTP hooks out (the provider keeps our processor, now empty)."""
+    from llmlens import _hooks
+
+    _hooks.uninstall()
     shutdown(timeout=5)
     _state.tracer = None
+    _state.warned = False

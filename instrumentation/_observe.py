@@ -11,6 +11,7 @@ reads the usage with a cached per-class extractor and sets everything with one
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import time
@@ -39,7 +40,7 @@ from llmlens._attempt import (
 from llmlens._retry import RetryPolicy
 from llmlens._usage import extract
 
-__all__ = ["current_output", "observe", "record_usage"]
+__all__ = ["current_output", "observe", "propagate", "record_usage"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -389,3 +390,25 @@ def record_usage(response: Any = None, *, input_tokens: int | None = None, outpu
             attempt.recorded.update(attrs)
     except Exception:
         internal_error("record_usage")
+
+
+def propagate(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn``, to run in another thread as part of the observed call that wraps it here.
+
+    A thread pool does not carry the caller's context over, so a request a worker makes
+    would not know which call it belongs to (it would be a row without a task). Wrap the
+    function where the work is handed out; each run gets its own copy of this context.
+
+    >>> @observe(task="summarise_all")  # doctest: +SKIP
+    ... def summarise_all(docs):
+    ...     with ThreadPoolExecutor() as pool:
+    ...         return list(pool.map(llmlens.propagate(summarise_one), docs))
+    """
+    captured = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> T:
+        # One copy per run: a Context cannot be entered by two threads at once.
+        return captured.copy().run(fn, *args, **kwargs)
+
+    return run

@@ -34,6 +34,7 @@ SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
 ERROR_TYPE: Final = "error.type"
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
+HTTP_STATUS_CODE: Final = "http.response.status_code"
 SERVICE_NAME: Final = "service.name"
 
 # --- llmlens: what the conventions lack ----------------------------------------------------
@@ -46,10 +47,15 @@ RETRY_REASON: Final = "llmlens.retry_reason"
 IDEMPOTENCY_KEY: Final = "llmlens.idempotency_key"
 PROMPT_HASH: Final = "llmlens.prompt_hash"
 # The role of an llmlens span: "call" is the logical call around retried attempts (not a
-# row: its tokens are its attempts' tokens); "attempt" is one provider request (a row).
+# row); "request" is one provider request seen at the HTTP layer (always a row);
+# "attempt" is one invocation of the decorated function: a row only when no request was
+# captured inside it (a client that never touches httpx), else it says how many were.
 SPAN_ROLE: Final = "llmlens.span_role"
 ROLE_CALL: Final = "call"
 ROLE_ATTEMPT: Final = "attempt"
+ROLE_REQUEST: Final = "request"
+REQUESTS: Final = "llmlens.requests"  # on an attempt: provider requests captured inside it
+RETRY_AFTER: Final = "llmlens.retry_after"  # seconds a refused request was told to wait
 CALL_ID: Final = "llmlens.call_id"  # hex span id of the logical call
 FINAL: Final = "llmlens.final"  # the attempt whose outcome the caller saw
 CALL_DURATION_MS: Final = "llmlens.call_duration_ms"

@@ -27,12 +27,28 @@ def test_the_embedded_sqlite_store_is_the_default(monkeypatch: pytest.MonkeyPatc
     assert resolve_settings().db_url == "sqlite:////tmp/x.db"
 
 
-def test_the_standard_otlp_endpoint_variable_sends_to_a_collector(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+def test_llmlens_endpoint_sends_to_a_collector_and_the_apps_otlp_variables_are_ignored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # OTEL_EXPORTER_OTLP_* configure the application's pipeline (its APM), not llmlens.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://apm.example:4318")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://apm.example:4318/v1/traces")
+    assert resolve_settings().endpoint is None and resolve_settings().db_url == "sqlite:///llmlens.db"
+    monkeypatch.setenv("LLMLENS_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setenv("LLMLENS_HEADERS", "authorization=Bearer t")
     settings = resolve_settings()
     assert settings.endpoint == "http://127.0.0.1:4318/v1/traces" and settings.db_url is None
+    assert settings.headers == {"authorization": "Bearer t"}
     # An explicit argument wins over the variable.
     assert resolve_settings(db_url="sqlite:///a.db").endpoint is None
+
+
+def test_capture_mode_comes_from_the_argument_or_llmlens_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_settings().capture == "all"
+    monkeypatch.setenv("LLMLENS_CAPTURE", "observed")
+    assert resolve_settings().capture == "observed"
+    assert resolve_settings(capture="off").capture == "off"
+    with pytest.raises(ValueError):
+        resolve_settings(capture="some")
 
 
 def test_capture_and_service_name_come_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,7 +59,7 @@ def test_capture_and_service_name_come_from_the_standard_variables(monkeypatch: 
     assert resolve_settings(capture_content=False).capture_content is False
 
 
-@pytest.mark.parametrize("kwargs", [{"endpoint": "ftp://collector"}, {"max_content_chars": 0}])
+@pytest.mark.parametrize("kwargs", [{"endpoint": "ftp://collector"}, {"max_content_chars": 0}, {"capture": "x"}])
 def test_invalid_explicit_arguments_raise_value_error_at_configure_time(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         llmlens.configure(tracer_provider=TracerProvider(), **kwargs)  # type: ignore[arg-type]

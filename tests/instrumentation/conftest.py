@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmlens
+from llmlens.collector.normalize import is_llm_span
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +47,18 @@ class Spans:
     def llmlens(self) -> list[ReadableSpan]:
         return [s for s in self.all() if s.instrumentation_scope and s.instrumentation_scope.name == "llmlens"]
 
+    def rows(self) -> list[ReadableSpan]:
+        """llmlens spans that become rows: captured requests, and attempts that captured none."""
+        return [s for s in self.llmlens() if is_llm_span(s.attributes or {}, "llmlens")]
+
     def one(self) -> ReadableSpan:
-        spans = self.llmlens()
+        """The one row span (a call that made one request, or none through httpx)."""
+        spans = self.rows()
         assert len(spans) == 1, [dict(s.attributes or {}) for s in spans]
         return spans[0]
+
+    def attempts(self) -> list[ReadableSpan]:
+        return [s for s in self.llmlens() if (s.attributes or {}).get("llmlens.span_role") == "attempt"]
 
 
 @pytest.fixture

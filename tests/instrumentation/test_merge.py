@@ -15,6 +15,7 @@ import anthropic
 import openai
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmlens
 from llmlens import semconv as sc
@@ -47,8 +48,8 @@ def openai_instrumented(provider: TracerProvider) -> Iterator[None]:
         instrumentor.uninstrument()
 
 
-def test_anthropic_native_span_is_marked_merged_into_the_attempt(spans: Spans, fake: FakeProvider,
-                                                                 traced_anthropic: anthropic.Anthropic) -> None:
+def test_anthropic_native_span_is_marked_merged_into_the_captured_request(
+        spans: Spans, fake: FakeProvider, traced_anthropic: anthropic.Anthropic) -> None:
     fake.reply("hi", input_tokens=10, output_tokens=3, cache_read_tokens=100, cache_write_tokens=5)
 
     @llmlens.observe(task="claude")
@@ -59,10 +60,14 @@ def test_anthropic_native_span_is_marked_merged_into_the_attempt(spans: Spans, f
     everything = spans.all()
     native = [s for s in everything if s.instrumentation_scope.name == ANTHROPIC_SCOPE]  # type: ignore[union-attr]
     assert len(native) == 1, "the SDK's own tracing must be on in this test"
-    ours = spans.one()
-    assert native[0].parent.span_id == ours.context.span_id  # type: ignore[union-attr]
-    assert native[0].attributes[sc.MERGED_INTO] == format(ours.context.span_id, "016x")  # type: ignore[index]
-    assert ours.attributes[sc.USAGE_INPUT_TOKENS] == native[0].attributes[sc.USAGE_INPUT_TOKENS] == 115  # type: ignore[index]
+    request = spans.one()
+    (attempt,) = spans.attempts()
+    # attempt -> the SDK's span -> the HTTP request: the request is the leaf and the row.
+    assert native[0].parent.span_id == attempt.context.span_id  # type: ignore[union-attr]
+    assert request.parent.span_id == native[0].context.span_id  # type: ignore[union-attr]
+    assert native[0].attributes[sc.MERGED_INTO] == format(request.context.span_id, "016x")  # type: ignore[index]
+    assert request.attributes[sc.USAGE_INPUT_TOKENS] == native[0].attributes[sc.USAGE_INPUT_TOKENS] == 115  # type: ignore[index]
+    assert request.attributes[sc.TASK] == "claude" and attempt.attributes[sc.REQUESTS] == 1  # type: ignore[index]
 
 
 def test_facts_only_the_provider_span_knows_are_copied_onto_the_attempt(spans: Spans, fake: FakeProvider,
@@ -168,11 +173,20 @@ def test_the_openai_instrumentation_span_is_merged(spans: Spans, fake: FakeProvi
     assert all(s.attributes[sc.MERGED_INTO] == format(ours.context.span_id, "016x") for s in others)  # type: ignore[index]
 
 
-def test_provider_spans_outside_an_observed_call_are_left_alone(spans: Spans, fake: FakeProvider,
-                                                                traced_anthropic: anthropic.Anthropic) -> None:
+def test_a_provider_span_outside_an_observed_call_is_merged_into_the_request_row_or_left_alone_when_not_captured(
+        spans: Spans, fake: FakeProvider, traced_anthropic: anthropic.Anthropic, provider: TracerProvider) -> None:
     traced_anthropic.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=MESSAGES)
-    (native,) = spans.all()
-    assert sc.MERGED_INTO not in (native.attributes or {})
+    native = [s for s in spans.all() if s.instrumentation_scope.name == ANTHROPIC_SCOPE]  # type: ignore[union-attr]
+    request = spans.one()
+    assert sc.TASK not in (request.attributes or {})
+    assert native[0].attributes[sc.MERGED_INTO] == format(request.context.span_id, "016x")  # type: ignore[index]
+
+    observed_only = InMemorySpanExporter()
+    llmlens.configure(tracer_provider=provider, exporter=observed_only, capture="observed")
+    traced_anthropic.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=MESSAGES)
+    assert llmlens.flush()
+    (native_only,) = observed_only.get_finished_spans()
+    assert sc.MERGED_INTO not in (native_only.attributes or {})
 
 
 # OpenLLMetry's models still use pydantic v1-style config.

@@ -216,7 +216,7 @@ def test_async_anthropic_call_and_message_stream(spans: Spans, fake: FakeProvide
         await client.close()
 
     asyncio.run(main())
-    tokens = {s.attributes[sc.TASK]: s.attributes[sc.USAGE_INPUT_TOKENS] for s in spans.llmlens()}  # type: ignore[index]
+    tokens = {s.attributes[sc.TASK]: s.attributes[sc.USAGE_INPUT_TOKENS] for s in spans.rows()}  # type: ignore[index]
     assert tokens == {"aclaude": 4, "aclaude-stream": 5}
 
 

@@ -40,7 +40,10 @@ def test_openai_http_errors_map_to_the_taxonomy_and_pass_through_unchanged(
     with pytest.raises(openai.APIStatusError) as caught:
         call()
     assert type(caught.value).__name__ == exception and caught.value.status_code == status
-    span = spans.one()
+    row = spans.one().attributes or {}
+    assert row[sc.STATUS] == expected and row[sc.HTTP_STATUS_CODE] == status and row[sc.FINAL] is True
+    # The attempt (the row's context) records the exception the caller got.
+    (span,) = spans.attempts()
     attrs = span.attributes or {}
     assert attrs[sc.STATUS] == expected and attrs[sc.FAILURE_REASON] == exception
     assert attrs[sc.ERROR_TYPE] == exception
@@ -140,8 +143,8 @@ def test_a_429_with_retry_after_is_retried_as_a_second_attempt_under_one_call(
     assert time.monotonic() - started >= 0.05, "Retry-After must be honoured"
     all_spans = spans.llmlens()
     logical = [s for s in all_spans if s.attributes[sc.SPAN_ROLE] == "call"]  # type: ignore[index]
-    attempts = sorted((s for s in all_spans if s.attributes[sc.SPAN_ROLE] == "attempt"),  # type: ignore[index]
-                      key=lambda s: s.attributes[sc.ATTEMPT])  # type: ignore[index]
+    # One request per attempt here: the request rows carry what the attempts decided.
+    attempts = sorted(spans.rows(), key=lambda s: s.attributes[sc.ATTEMPT])  # type: ignore[index]
     assert len(logical) == 1 and len(attempts) == 2
     call_id = format(logical[0].context.span_id, "016x")
     first, second = (dict(a.attributes or {}) for a in attempts)
@@ -155,7 +158,10 @@ def test_a_429_with_retry_after_is_retried_as_a_second_attempt_under_one_call(
     parent = dict(logical[0].attributes or {})
     assert (parent[sc.STATUS], parent[sc.ATTEMPT]) == ("ok", 2)
     assert sc.USAGE_INPUT_TOKENS not in parent, "the logical span must not carry tokens"
-    assert all(a.parent.span_id == logical[0].context.span_id for a in attempts)  # type: ignore[union-attr]
+    attempt_spans = spans.attempts()
+    assert len(attempt_spans) == 2
+    assert all(a.parent.span_id == logical[0].context.span_id for a in attempt_spans)  # type: ignore[union-attr]
+    assert all(sc.USAGE_INPUT_TOKENS not in (a.attributes or {}) for a in attempt_spans)
 
 
 def test_retries_stop_at_the_cap_and_the_last_error_is_raised(spans: Spans, fake: FakeProvider,
@@ -169,9 +175,9 @@ def test_retries_stop_at_the_cap_and_the_last_error_is_raised(spans: Spans, fake
 
     with pytest.raises(openai.InternalServerError):
         call()
-    attempts = [s for s in spans.llmlens() if s.attributes[sc.SPAN_ROLE] == "attempt"]  # type: ignore[index]
-    assert sorted((a.attributes[sc.ATTEMPT], a.attributes[sc.FINAL]) for a in attempts) == [  # type: ignore[index]
-        (1, False), (2, False), (3, True)]
+    for kind in (spans.attempts(), spans.rows()):
+        assert sorted((a.attributes[sc.ATTEMPT], a.attributes[sc.FINAL]) for a in kind) == [  # type: ignore[index]
+            (1, False), (2, False), (3, True)]
     assert len(fake.requests) == 3
 
 
@@ -214,7 +220,8 @@ def test_async_retries_with_anthropic_overloaded(spans: Spans, fake: FakeProvide
     asyncio.run(call())
     statuses = sorted((s.attributes[sc.SPAN_ROLE], s.attributes.get(sc.ATTEMPT), s.attributes[sc.STATUS])  # type: ignore[index,union-attr]
                       for s in spans.llmlens())
-    assert statuses == [("attempt", 1, "provider_error"), ("attempt", 2, "ok"), ("call", 2, "ok")]
+    assert statuses == [("attempt", 1, "provider_error"), ("attempt", 2, "ok"), ("call", 2, "ok"),
+                        ("request", 1, "provider_error"), ("request", 2, "ok")]
 
 
 def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
@@ -272,7 +279,8 @@ def test_a_stream_returned_by_a_retried_call_ends_the_call_when_consumed(
     assert [s for s in spans.llmlens() if s.attributes[sc.SPAN_ROLE] == "call"] == []  # type: ignore[index]
     list(stream)
     by_role = {(s.attributes[sc.SPAN_ROLE], s.attributes.get(sc.ATTEMPT)): s.attributes for s in spans.llmlens()}  # type: ignore[index,union-attr]
-    assert by_role[("attempt", 2)][sc.USAGE_INPUT_TOKENS] == 6 and by_role[("attempt", 2)][sc.FINAL] is True
+    assert by_role[("request", 2)][sc.USAGE_INPUT_TOKENS] == 6 and by_role[("request", 2)][sc.FINAL] is True
+    assert by_role[("request", 1)][sc.STATUS] == "provider_error" and by_role[("request", 1)][sc.FINAL] is False
     assert by_role[("call", 2)][sc.STATUS] == "ok"
 
 
