@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel
 
 import llmlens
@@ -240,8 +240,9 @@ class _App:
     def __init__(self, provider: FakeProvider) -> None:
         self.provider = provider
         # The application's own request span (not an LLM request, so not a row): it gives
-        # each call a trace id the demo finds its rows by.
-        self.tracer = trace.get_tracer("llmlens.demo")
+        # each call a trace id the demo finds its rows by. Like any app, it brings its own
+        # provider (llmlens never installs a global one).
+        self.tracer = TracerProvider().get_tracer("llmlens.demo")
         # Backoff on the compressed clock: 0.5 s doubling up to 10 s, in simulated time.
         base, cap = 0.5 / TIME_SCALE, 10 / TIME_SCALE
         transient = llmlens.RetryPolicy(max_retries=2, base_delay=base, max_delay=cap)

@@ -143,7 +143,13 @@ class Exchange:
         try:
             self.status_code = code = response.status_code
             self.headers = headers = response.headers
-            self.reader = _wire.ResponseReader(self.info, code, headers)
+            self.reader = reader = _wire.ResponseReader(self.info, code, headers)
+            if getattr(response, "is_stream_consumed", False):
+                # Read already (a transport that answers with a finished body, like a mock):
+                # its decoded content is all there is.
+                reader.feed(response.content)
+                self.eof()
+                return
             encoding = headers.get("content-encoding")
             if encoding:
                 try:
@@ -309,16 +315,21 @@ class Group:
 
     def ended(self, exchange: Exchange, attrs: dict[str, Any], end_ns: int) -> None:
         exchange.attrs, exchange.end_ns = attrs, end_ns
+        held = None
         with self.lock:
             if exchange in self.open:
                 self.open.remove(exchange)
             outcome = self.outcome
+            pending = self.pending
             if outcome is not None:  # the attempt finished while this request was still open
                 emit: Outcome | None = outcome if exchange is self.last else NOT_LAST
-            elif any(other.seq > exchange.seq for other in self.open):
-                emit = NOT_LAST
+            elif (pending is not None and pending.seq > exchange.seq) or any(
+                    other.seq > exchange.seq for other in self.open):
+                emit = NOT_LAST  # a later request exists (concurrent ones: threads, gather)
             else:
-                self.pending, emit = exchange, None
+                held, self.pending, emit = pending, exchange, None
+        if held is not None:
+            _emit(held, held.attrs, held.end_ns, NOT_LAST)
         if emit is not None:
             _emit(exchange, attrs, end_ns, emit)
 
@@ -345,7 +356,7 @@ _group_lock = threading.Lock()
 
 def _group_of(attempt: Attempt) -> Group:
     with _group_lock:  # two threads of one attempt may start their first requests at once
-        group = attempt.group
+        group: Group | None = attempt.group
         if group is None:
             group = attempt.group = Group(*_row_attrs(attempt))
     return group

@@ -90,7 +90,7 @@ class _Chain:
 
 
 def _sync_stream_class(base: type) -> type:
-    class ObservedStream(base):  # type: ignore[misc, valid-type]
+    class ObservedStream(base):  # type: ignore[misc]
         """The response's byte stream, seen chunk by chunk on its way to the application."""
 
         def __init__(self, inner: Any, exchange: _capture.Exchange) -> None:
@@ -126,7 +126,7 @@ def _sync_stream_class(base: type) -> type:
 
 
 def _async_stream_class(base: type) -> type:
-    class AsyncObservedStream(base):  # type: ignore[misc, valid-type]
+    class AsyncObservedStream(base):  # type: ignore[misc]
         """The async twin of the sync stream wrapper."""
 
         def __init__(self, inner: Any, exchange: _capture.Exchange) -> None:
@@ -206,11 +206,12 @@ def _patch(module: types.ModuleType) -> None:
             return
         try:
             library = _Library(module)
-            targets = [(getattr(module, "Client", None), _sync_hook), (getattr(module, "AsyncClient", None), _async_hook)]
+            targets = [(getattr(module, "Client", None), _sync_hook),
+                       (getattr(module, "AsyncClient", None), _async_hook)]
             done: list[tuple[type, Any]] = []
             for klass, hook in targets:
                 original = vars(klass).get(_METHOD) if isinstance(klass, type) else None
-                if not callable(original):
+                if klass is None or not callable(original):
                     logger.warning("llmlens: %s.%s has no %s; its requests are not captured",
                                    name, getattr(klass, "__name__", "?"), _METHOD)
                     continue

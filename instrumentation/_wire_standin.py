@@ -36,11 +36,10 @@ def read_request(method: str, host: str, port: int | None, path: str, body: byte
                  extra_hosts: Mapping[str, str] | None = None) -> RequestInfo | None:
     if method != "POST":
         return None
-    for suffix, operation, default_provider in _OPERATIONS:
-        if path.endswith(suffix):
-            break
-    else:
+    found = next((entry for entry in _OPERATIONS if path.endswith(entry[0])), None)
+    if found is None:
         return None
+    operation, default_provider = found[1], found[2]
     provider = (extra_hosts or {}).get(f"{host}:{port}") or (extra_hosts or {}).get(host) or _KNOWN_HOSTS.get(
         host) or default_provider
     model, stream = None, False
