@@ -498,6 +498,8 @@ def settle(attempt: Attempt, result: Any, args: tuple[Any, ...], kwargs: dict[st
             return _streams.wrap_stream(result, attempt, kind)
         # A response whose request the HTTP layer captured was read there already.
         attrs = extract(target) if attempt.group is None else {}
+        if sc.PROVIDER_NAME in attempt.spec.single_attrs:
+            attrs.pop(sc.PROVIDER_NAME, None)  # an explicit observe(provider=) wins over inference
     except Exception:
         internal_error("reading the response")
         attrs = {}

@@ -188,6 +188,11 @@ class Exchange:
         code = self.status_code
         status, reason, retry_after = (_wire.http_status(code, self.headers) if code is not None
                                        else (_status.OK, None, None))
+        if self.reader is not None:
+            try:  # an error the answer itself carried (a stream failing mid-way under a 200)
+                status, reason = self.reader.outcome()
+            except Exception:
+                internal_error("parsing a response")
         self._end(status, reason, None, retry_after)
 
     def closed(self) -> None:

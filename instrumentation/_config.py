@@ -72,7 +72,7 @@ def _traces_endpoint(base: str) -> str:
     return base if base.endswith("/v1/traces") else base + "/v1/traces"
 
 
-def _parse_headers(raw: str | None) -> dict[str, str]:
+def _parse_pairs(raw: str | None) -> dict[str, str]:
     headers: dict[str, str] = {}
     for item in (raw or "").split(","):
         if "=" in item:
@@ -118,9 +118,11 @@ def resolve_settings(
         service_name=service_name,
         capture_content=capture_content,
         max_content_chars=max_content_chars,
-        headers=_parse_headers(env.get("LLMLENS_HEADERS")),
+        headers=_parse_pairs(env.get("LLMLENS_HEADERS")),
         capture=capture,
-        hosts={str(k).lower(): str(v) for k, v in (hosts or {}).items()},
+        # Host names are case-insensitive; explicit entries win over LLMLENS_HOSTS.
+        hosts={key.lower(): value for key, value in {**_parse_pairs(env.get("LLMLENS_HOSTS")),
+                                                     **dict(hosts or {})}.items()},
     )
 
 
@@ -242,7 +244,8 @@ def configure(
       ``"all"`` (default; a request outside any observed call is a row without a task),
       ``"observed"`` (only inside ``@observe``), ``"off"``. Env: ``LLMLENS_CAPTURE``.
     * ``hosts``: extra ``{"host" or "host:port": provider}`` for self-hosted
-      OpenAI-compatible servers (vLLM, Ollama, a gateway).
+      OpenAI-compatible servers (vLLM, Ollama, a gateway); added to ``LLMLENS_HOSTS``
+      (``host:port=provider,…``).
     * ``also_export_to``: also hand llmlens' spans to the application's TracerProvider
       (``True``: whichever is global when a span starts), to see them in its APM.
 

@@ -259,10 +259,11 @@ def observe(fn: Any = None, /, *, task: str | None = None, prompt_version: str |
 
     * ``task``, ``prompt_version`` (``"ticket_prompt@3"``; the part before ``@`` is also
       recorded as the prompt name), ``model``, ``provider``, ``operation``: recorded on
-      every span; model and provider are otherwise read from a ``model=`` argument and the
-      response. Usage is read from what the function returns; a function that returns
-      something else (the answer's text, a list of chunks) reports it with
-      :func:`record_usage`, or gets it from the provider SDK's own span when one is traced.
+      every span; an explicit ``model``/``provider`` wins over what is inferred. Every
+      provider request the function makes through httpx/httpx2 (any SDK or framework,
+      streams consumed inside included) is captured as a row of this call with its own
+      model and usage. For clients that never touch httpx, usage is read from what the
+      function returns, or reported with :func:`record_usage`.
     * ``output``: a pydantic model class or a callable. The response's text (or parsed JSON,
       or a dict) is validated after each attempt; on failure the attempt's status is
       ``invalid_output`` and :class:`llmlens.InvalidOutput` is raised, unless ``retry``
@@ -270,9 +271,10 @@ def observe(fn: Any = None, /, *, task: str | None = None, prompt_version: str |
       response (that would change the function's type): read it with
       :func:`current_output` right after the call.
     * ``retry``: a :class:`llmlens.RetryPolicy` (or an int, the max retries). Each attempt
-      is its own span under one logical call span; give the SDK ``max_retries=0``. What
-      fails before a stream is returned is retried; a stream or generator function is
-      never restarted once items may have reached the caller.
+      is its own span under one logical call span; the SDK's own retries stay visible as
+      requests of the attempt they happen in. What fails before a stream is returned is
+      retried; a stream or generator function is never restarted once items may have
+      reached the caller.
     * ``timeout``: seconds per attempt, counted from its start until its result is
       complete (a returned stream included). *Async* calls are cancelled at the deadline
       for real (``asyncio.timeout``): the attempt ends as ``timeout``, and

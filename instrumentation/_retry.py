@@ -44,7 +44,8 @@ class RetryPolicy:
     >>> RetryPolicy(max_retries=2, retry_on={"rate_limited", "invalid_output"})  # doctest: +ELLIPSIS
     RetryPolicy(max_retries=2, ...)
 
-    Give the provider SDK ``max_retries=0`` when llmlens retries, or both will.
+    The provider SDK's own retries run inside each attempt (each retried request is a row
+    of that attempt); lower them (``max_retries=0``) when this policy should be the only one.
     """
 
     max_retries: int = 2

@@ -10,7 +10,8 @@ top of ``input_tokens``, so they are added in), output includes reasoning (Googl
 thoughts apart from candidates, so they are added in).
 
 The extractor for a response class is chosen once per class and cached, so the hot path
-is a dict lookup and a handful of ``getattr`` calls.
+is a dict lookup and a handful of ``getattr`` calls; the provider is cached per class only
+where the class implies it (an SDK's own), never for a gateway's shared response class.
 """
 
 from __future__ import annotations
@@ -64,15 +65,23 @@ def _int(value: Any) -> int | None:
     return value if type(value) is int else None
 
 
-def _provider_of(obj: Any) -> str | None:
-    if type(obj) is _DictView:
-        return None
-    module = type(obj).__module__.partition(".")[0]
+# One response class serves every provider behind a gateway library (LiteLLM's
+# ModelResponse): its provider is read from each response, never cached per class.
+_PER_RESPONSE: Final = object()
+
+
+def _provider_of(klass: type) -> Any:
+    """The provider a response class implies, or ``_PER_RESPONSE`` when each response says."""
+    module = klass.__module__.partition(".")[0]
     if module == "litellm":
-        hidden = getattr(obj, "_hidden_params", None)
-        provider = hidden.get("custom_llm_provider") if isinstance(hidden, dict) else None
-        return provider if isinstance(provider, str) else None
+        return _PER_RESPONSE
     return _PROVIDER_BY_MODULE.get(module)
+
+
+def _litellm_provider(obj: Any) -> str | None:
+    hidden = getattr(obj, "_hidden_params", None)
+    provider = hidden.get("custom_llm_provider") if isinstance(hidden, dict) else None
+    return provider if isinstance(provider, str) else None
 
 
 # --- per-shape extractors --------------------------------------------------------------------
@@ -220,7 +229,7 @@ def _kind(obj: Any) -> Extractor:
     return _nothing
 
 
-_BY_TYPE: dict[type, tuple[Extractor, str | None]] = {}
+_BY_TYPE: dict[type, tuple[Extractor, Any]] = {}
 _SCALARS: Final = (str, bytes, int, float, bool, type(None), list, tuple)
 
 
@@ -240,12 +249,15 @@ def extract(obj: Any) -> Attrs:
     cached = _BY_TYPE.get(klass)
     if cached is None:
         # One class, one shape: SDK response classes never change what they are.
-        cached = (_kind(obj), _provider_of(obj))
+        cached = (_kind(obj), _provider_of(klass))
         if len(_BY_TYPE) < 512:
             _BY_TYPE[klass] = cached
     attrs = cached[0](obj)
-    if cached[1] is not None:
-        attrs[sc.PROVIDER_NAME] = cached[1]
+    provider = cached[1]
+    if provider is _PER_RESPONSE:
+        provider = _litellm_provider(obj)
+    if provider is not None:
+        attrs[sc.PROVIDER_NAME] = provider
     return attrs
 
 

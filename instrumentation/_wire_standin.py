@@ -124,6 +124,14 @@ class ResponseReader:
         return extract(doc) if isinstance(doc, dict) else {}
 
 
+def _outcome(reader: ResponseReader) -> tuple[str, str | None]:
+    status, reason, _ = http_status(reader.status_code, {})
+    return status, reason
+
+
+ResponseReader.outcome = _outcome  # type: ignore[attr-defined]
+
+
 def http_status(code: int, headers: Mapping[str, str]) -> tuple[str, str | None, float | None]:
     status = _status.status_from_http(code)
     if status is None:

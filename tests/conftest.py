@@ -80,7 +80,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def _fresh_llmlens(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Each test starts unconfigured, with no stray OTLP endpoint from the environment."""
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "LLMLENS_DB_URL",
-                 "LLMLENS_ENDPOINT", "LLMLENS_HEADERS", "LLMLENS_CAPTURE",
+                 "LLMLENS_ENDPOINT", "LLMLENS_HEADERS", "LLMLENS_CAPTURE", "LLMLENS_HOSTS",
                  "LLMLENS_PRICES", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "OTEL_SERVICE_NAME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LLMLENS_HOME", str(tmp_path / "llmlens-home"))

@@ -51,6 +51,12 @@ def test_capture_mode_comes_from_the_argument_or_llmlens_capture(monkeypatch: py
         resolve_settings(capture="some")
 
 
+def test_own_model_servers_come_from_llmlens_hosts_and_the_argument_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMLENS_HOSTS", "vLLM.internal:8000=openai, ollama:11434=ollama")
+    assert resolve_settings().hosts == {"vllm.internal:8000": "openai", "ollama:11434": "ollama"}
+    assert resolve_settings(hosts={"ollama:11434": "meta"}).hosts["ollama:11434"] == "meta"
+
+
 def test_capture_and_service_name_come_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "support-bot")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from fake_hosts import claude_url, hosts_variable
 from fake_provider import FakeProvider, Reply
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -17,6 +18,12 @@ from llmlens.collector.normalize import is_llm_span
 def _fake_server() -> Iterator[FakeProvider]:
     with FakeProvider() as fake:
         yield fake
+
+
+@pytest.fixture(autouse=True)
+def _fake_hosts(_fake_server: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    """llmlens knows the fake provider's names as a user's self-hosted servers (see fake_hosts)."""
+    monkeypatch.setenv("LLMLENS_HOSTS", hosts_variable(_fake_server))
 
 
 @pytest.fixture
@@ -82,6 +89,6 @@ def anthropic_client(fake: FakeProvider):  # type: ignore[no-untyped-def]
     import anthropic
 
     # Native tracing off: the merge tests turn it on explicitly.
-    with anthropic.Anthropic(base_url=fake.url, api_key="test", max_retries=0,
+    with anthropic.Anthropic(base_url=claude_url(fake), api_key="test", max_retries=0,
                              open_telemetry=False) as client:
         yield client

@@ -17,6 +17,7 @@ import httpx
 import openai
 import pydantic
 import pytest
+from fake_hosts import claude_url
 from genai_prices import Usage, calc_price
 
 import llmlens
@@ -48,7 +49,7 @@ def client(fake: FakeProvider) -> Iterator[openai.OpenAI]:
 
 @pytest.fixture
 def claude(fake: FakeProvider) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=fake.url, api_key="test", open_telemetry=False) as sdk:
+    with anthropic.Anthropic(base_url=claude_url(fake), api_key="test", open_telemetry=False) as sdk:
         yield sdk
 
 
@@ -285,15 +286,19 @@ def test_a_validation_failure_lands_on_the_last_request_of_the_attempt(store: st
 
 
 def test_an_attempt_that_times_out_ends_its_request_row_as_timeout(store: str, fake: FakeProvider) -> None:
-    fake.reply("too late", delay=2.0)
+    fake.reply("too late", delay=3.0)
 
-    @llmlens.observe(task="hurried", timeout=0.2)
-    async def call() -> Any:
+    async def main() -> None:
         async with openai.AsyncOpenAI(base_url=fake.url + "/v1", api_key="test") as sdk:
-            return await sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+            @llmlens.observe(task="hurried", timeout=0.5)
+            async def call() -> Any:
+                return await sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+            await call()
 
     with pytest.raises(TimeoutError):
-        asyncio.run(call())
+        asyncio.run(main())
     (row,) = rows(store)
     assert (row["status"], row["task"], row["final"], row["request_model"]) == ("timeout", "hurried", True,
                                                                                  "gpt-4o-mini")

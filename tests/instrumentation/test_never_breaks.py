@@ -111,7 +111,7 @@ def test_unknown_return_values_are_fine(spans: Spans) -> None:
     assert all(s.attributes[sc.STATUS] == "ok" for s in spans.llmlens())  # type: ignore[index]
 
 
-def test_unconfigured_llmlens_uses_the_global_tracer_and_does_not_fail() -> None:
+def test_unconfigured_llmlens_records_nothing_and_does_not_fail() -> None:
     @llmlens.observe
     def call() -> int:
         return 1
@@ -151,5 +151,10 @@ def test_extraction_handles_every_documented_shape() -> None:
     attrs = x(ModelResponse())
     assert (attrs[sc.USAGE_INPUT_TOKENS], attrs[sc.USAGE_CACHE_WRITE_INPUT_TOKENS]) == (50, 8)
     assert attrs[sc.PROVIDER_NAME] == "anthropic"
+    # One response class for every provider: each response names its own, never the class.
+    openai_one = ModelResponse()
+    openai_one._hidden_params = {"custom_llm_provider": "openai"}
+    assert x(openai_one)[sc.PROVIDER_NAME] == "openai"
+    assert x(ModelResponse())[sc.PROVIDER_NAME] == "anthropic"
     assert _usage.response_text(google | {"candidates": [{"content": {"parts": [{"text": "hi"}]}}]}) == "hi"
     assert _usage.response_text(anthropic | {"content": [{"type": "text", "text": "a"}]}) == "a"

@@ -337,3 +337,21 @@ def test_a_sync_call_is_never_interrupted_by_its_timeout(spans: Spans) -> None:
 
     assert slow() == "paid for, so returned"
     assert spans.one().attributes[sc.STATUS] == "ok"  # type: ignore[index]
+
+
+def test_an_explicit_provider_wins_over_the_one_the_response_class_implies(spans: Spans) -> None:
+    class ChatCompletion:  # what the openai SDK returns for a Groq endpoint, as far as its module says
+        __module__ = "openai.types.chat.chat_completion"
+        object = "chat.completion"
+        model = "llama-3.3-70b-versatile"
+        id = "x"
+        choices = ()
+        usage = None
+
+    @llmlens.observe(task="groq", provider="groq")
+    def call() -> ChatCompletion:
+        return ChatCompletion()
+
+    call()
+    assert spans.one().attributes[sc.PROVIDER_NAME] == "groq"  # type: ignore[index]
+

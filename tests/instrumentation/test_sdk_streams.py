@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 import openai
 import pytest
+from fake_hosts import claude_url
 
 import llmlens
 from llmlens import semconv as sc
@@ -199,7 +200,8 @@ def test_anthropic_message_stream_left_early_is_cancelled(
 def test_async_anthropic_call_and_message_stream(spans: Spans, fake: FakeProvider) -> None:
     fake.reply("x", input_tokens=3, output_tokens=1, cache_read_tokens=1)
     fake.reply("y", input_tokens=4, output_tokens=2, cache_read_tokens=1)
-    client = anthropic.AsyncAnthropic(base_url=fake.url, api_key="test", max_retries=0, open_telemetry=False)
+    client = anthropic.AsyncAnthropic(base_url=claude_url(fake), api_key="test", max_retries=0,
+                                      open_telemetry=False)
 
     @llmlens.observe(task="aclaude")
     async def call() -> Any:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 import openai
 import pytest
+from fake_hosts import claude_url
 
 import llmlens
 from llmlens import semconv as sc
@@ -213,7 +214,7 @@ def test_async_retries_with_anthropic_overloaded(spans: Spans, fake: FakeProvide
 
     @llmlens.observe(task="a", retry=RetryPolicy(max_retries=1, base_delay=0.0))
     async def call() -> Any:
-        async with anthropic.AsyncAnthropic(base_url=fake.url, api_key="test", max_retries=0,
+        async with anthropic.AsyncAnthropic(base_url=claude_url(fake), api_key="test", max_retries=0,
                                             open_telemetry=False) as client:
             return await client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=MESSAGES)
 

@@ -13,6 +13,7 @@ import anthropic
 import openai
 import pydantic
 import pytest
+from fake_hosts import claude_url
 from opentelemetry.sdk.trace import TracerProvider
 
 import llmlens
@@ -104,7 +105,8 @@ def test_anthropic_sync_and_async_plain_and_streaming_calls_are_rows_with_cache_
         store_url: str, fake: FakeProvider, anthropic_client: anthropic.Anthropic) -> None:
     for _ in range(4):
         fake.reply("hi there", input_tokens=10, output_tokens=6, cache_read_tokens=300, cache_write_tokens=20)
-    aclient = anthropic.AsyncAnthropic(base_url=fake.url, api_key="test", max_retries=0, open_telemetry=False)
+    aclient = anthropic.AsyncAnthropic(base_url=claude_url(fake), api_key="test", max_retries=0,
+                                       open_telemetry=False)
 
     @llmlens.observe(task="claude_plain", prompt_version="c@1")
     def plain() -> Any:
