@@ -8,6 +8,7 @@ are on the machine, and otherwise skip the PostgreSQL variants.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import uuid
@@ -74,6 +75,36 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'llmlens.db'}"
     return str(request.getfixturevalue("pg_url"))
+
+
+# Modules whose classes GenAI instrumentations wrap. OpenLLMetry's uninstrument() leaves
+# some openai methods wrapped, so a later test would see its spans around every call.
+_INSTRUMENTED_MODULES = ("openai.resources.chat.completions.completions", "openai.resources.responses.responses",
+                         "openai.resources.embeddings", "openai.resources.completions", "openai._base_client")
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_instrumentation() -> Iterator[None]:
+    """Each test leaves the provider SDKs' classes, and the current OpenTelemetry context, as it found them."""
+    from opentelemetry import context
+
+    current = context.get_current()
+    saved = []
+    for name in _INSTRUMENTED_MODULES if "openai" in sys.modules else ():
+        try:  # openai imports its resource modules lazily: load them so they are snapshotted
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        for value in vars(module).values():
+            if isinstance(value, type) and value.__module__ == name:
+                saved.append((value, dict(vars(value))))
+    yield
+    for klass, attributes in saved:
+        for key, value in attributes.items():
+            if vars(klass).get(key) is not value and callable(value):
+                setattr(klass, key, value)
+    if context.get_current() is not current:  # a stream wrapper that never detached its span
+        context.attach(current)
 
 
 @pytest.fixture(autouse=True)
