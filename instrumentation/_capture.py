@@ -30,8 +30,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from llmlens import _config, _status
-from llmlens import _wire_standin as _wire
+from llmlens import _config, _status, _wire
 from llmlens import semconv as sc
 from llmlens._attempt import ATTEMPT_KEY, Attempt, internal_error
 from llmlens._merge import PROVIDER_SCOPES
@@ -109,8 +108,8 @@ class Exchange:
     __slots__ = ("attrs", "decoder", "end_ns", "ended", "group", "headers", "info", "library", "reader", "seq",
                  "span", "start", "status_code")
 
-    def __init__(self, info: Any, attempt: Attempt | None, library: Library) -> None:
-        attrs = dict(info.attributes)
+    def __init__(self, info: _wire.RequestInfo, attempt: Attempt | None, library: Library) -> None:
+        attrs = _wire.request_attributes(info)
         group = None
         if attempt is not None:
             group = attempt.group or _group_of(attempt)
@@ -127,7 +126,7 @@ class Exchange:
         self.info = info
         self.library = library
         self.group = group
-        self.reader: Any = None
+        self.reader: _wire.ResponseReader | None = None
         self.decoder: Any = None
         self.status_code: int | None = None
         self.headers: Any = None

@@ -200,7 +200,7 @@ def test_anthropic_messages_and_streams_count_cache_reads_and_writes(
                cache=(300, 20), final=False)
     assert_row(streamed, task="claude", provider="anthropic", model="claude-haiku-4-5", tokens=(212, 7),
                cache=(200, 0), streaming=True)
-    assert plain["finish_reason"] == streamed["finish_reason"] == "end_turn"
+    assert plain["finish_reason"] == streamed["finish_reason"] == "stop"  # end_turn, as the conventions name it
 
 
 def _openai_body(stream: bool = False) -> dict[str, Any]:

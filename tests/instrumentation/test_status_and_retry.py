@@ -252,18 +252,26 @@ def test_retry_after_is_read_from_seconds_milliseconds_and_http_dates() -> None:
 
 
 def test_an_async_attempt_that_times_out_is_retried_and_the_retry_succeeds(spans: Spans, fake: FakeProvider) -> None:
-    fake.reply("late", delay=0.5)
+    fake.reply("late", delay=3.0)
     fake.reply("fast", input_tokens=4, output_tokens=1)
 
-    @llmlens.observe(task="t", timeout=0.2, retry=RetryPolicy(max_retries=1, base_delay=0.0))
-    async def call() -> Any:
+    async def main() -> Any:
+        # The client is made outside the attempts: only the requests race the deadline.
         async with openai.AsyncOpenAI(base_url=fake.url + "/v1", api_key="test", max_retries=0) as client:
-            return await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
-    assert asyncio.run(call()).choices[0].message.content == "fast"
+            @llmlens.observe(task="t", timeout=1.0, retry=RetryPolicy(max_retries=1, base_delay=0.0))
+            async def call() -> Any:
+                return await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+            return await call()
+
+    assert asyncio.run(main()).choices[0].message.content == "fast"
     attempts = sorted((s.attributes[sc.ATTEMPT], s.attributes[sc.STATUS])  # type: ignore[index]
                       for s in spans.llmlens() if s.attributes[sc.SPAN_ROLE] == "attempt")  # type: ignore[index]
     assert attempts == [(1, "timeout"), (2, "ok")]
+    # Each attempt's request is its row: the cut-off one ends as the attempt's timeout.
+    assert sorted((r.attributes[sc.ATTEMPT], r.attributes[sc.STATUS]) for r in spans.rows()) == [  # type: ignore[index]
+        (1, "timeout"), (2, "ok")]
 
 
 def test_a_stream_returned_by_a_retried_call_ends_the_call_when_consumed(
