@@ -60,7 +60,8 @@ def _answers(chunks: int) -> tuple[bytes, bytes]:
     events = [{**chunk, "choices": [{"index": 0, "delta": {"content": "tok "}, "finish_reason": None}]}] * chunks
     events += [{**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
                {**chunk, "choices": [], "usage": usage}]
-    sse = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    # Compact JSON, as the providers send it.
+    sse = "".join(f"data: {json.dumps(e, separators=(',', ':'))}\n\n" for e in events) + "data: [DONE]\n\n"
     return _http(json.dumps(plain).encode(), "application/json"), _http(sse.encode(), "text/event-stream")
 
 
@@ -85,7 +86,7 @@ def _serve(port_out: Any, chunks: int) -> None:
             while len(buffer) < length:
                 buffer += conn.recv(65536)
             body, buffer = buffer[:length], buffer[length:]
-            conn.sendall(streamed if b'"stream": true' in body or b'"stream":true' in body else plain)
+            conn.sendall(streamed if b'"stream":true' in body.replace(b" ", b"") else plain)
 
     while True:
         conn, _ = listener.accept()

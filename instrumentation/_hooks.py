@@ -255,6 +255,9 @@ class _PatchingLoader(importlib.abc.Loader):
         if _finder is not None:  # still wanted
             _patch(module)
 
+    def __getattr__(self, name: str) -> Any:  # resource readers, get_code, is_package, ...
+        return getattr(self._inner, name)
+
 
 def install() -> None:
     """Hook every HTTP library already imported, and the others when they are. Idempotent."""
