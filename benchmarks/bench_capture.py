@@ -103,8 +103,9 @@ def _measure(call: Callable[[], Any], calls: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=7)
+    # Short runs, many alternations: on a shared machine, load drifts slower than this.
+    parser.add_argument("--calls", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--chunks", type=int, default=200)
     args = parser.parse_args()
 

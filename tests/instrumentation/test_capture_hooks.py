@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import gzip
 import json
@@ -130,6 +131,24 @@ def test_a_thread_pool_fan_out_belongs_to_the_call_when_the_context_is_propagate
     assert sorted(r.attributes[sc.FINAL] for r in rows) == [False] * 4 + [True]  # type: ignore[index]
     (attempt,) = spans.attempts()
     assert attempt.attributes[sc.REQUESTS] == 5  # type: ignore[index]
+
+
+def test_concurrent_requests_of_one_async_attempt_are_all_rows_and_one_is_final(spans: Spans,
+                                                                                 fake: FakeProvider) -> None:
+    async def main() -> None:
+        async with openai.AsyncOpenAI(base_url=fake.url + "/v1", api_key="test") as client:
+
+            @llmlens.observe(task="gather")
+            async def both() -> list[Any]:
+                return list(await asyncio.gather(*(client.chat.completions.create(
+                    model="gpt-4o-mini", messages=MESSAGES) for _ in range(3))))
+
+            await both()
+
+    asyncio.run(main())
+    rows = spans.rows()
+    assert len(rows) == 3 and all(r.attributes[sc.TASK] == "gather" for r in rows)  # type: ignore[index]
+    assert sorted(r.attributes[sc.FINAL] for r in rows) == [False, False, True]  # type: ignore[index]
 
 
 def test_a_worker_without_the_context_makes_rows_without_the_task(spans: Spans, fake: FakeProvider,
