@@ -335,3 +335,19 @@ def test_capture_observed_records_only_observed_calls_and_off_records_none(
         # Without capture the decorator's own attempt is the row, as for a client without httpx.
         (row,) = found
         assert row["task"] == "observed" and row["input_tokens"] is None
+
+
+def test_record_usage_never_counts_a_request_the_http_layer_saw_a_second_time(
+        store: str, fake: FakeProvider, client: openai.OpenAI) -> None:
+    fake.reply("once", input_tokens=80, output_tokens=8)
+
+    @llmlens.observe(task="belt_and_braces")
+    def call() -> str:
+        response = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        llmlens.record_usage(response, input_tokens=80, output_tokens=8)
+        return str(response.choices[0].message.content)
+
+    assert call() == "once"
+    (row,) = rows(store)
+    assert_row(row, task="belt_and_braces", provider="openai", model="gpt-4o-mini", tokens=(80, 8))
+
