@@ -57,9 +57,12 @@ FAILURES = [("invalid_output", "ValidationError: priority"), ("timeout", "APITim
 
 
 def make_rows(n: int, end: datetime, seed: int = 42) -> list[dict[str, Any]]:
-    """``n`` rows over the ``DAYS`` before ``end``: calls with retries, busier in working hours."""
+    """``n`` rows over the ``DAYS`` before ``end``: calls with retries, busier in working hours.
+
+    Trace ids carry the seed, so slices made with different seeds never collide.
+    """
     rng = random.Random(seed)
-    pricer = Pricer()
+    price = _unit_prices()
     start = end - timedelta(days=DAYS)
     rows: list[dict[str, Any]] = []
     names = list(TASKS)
@@ -87,7 +90,7 @@ def make_rows(n: int, end: datetime, seed: int = 42) -> list[dict[str, Any]]:
             inp, out = rng.randint(200, 6000), rng.randint(10, 900)
             row = dict.fromkeys(ROW_COLUMNS)
             row.update(
-                trace_id=f"{i:032x}", span_id=f"{i:08x}{attempt:08x}", service_name="support-bot",
+                trace_id=f"{seed:016x}{i:016x}", span_id=f"{i:08x}{attempt:08x}", service_name="support-bot",
                 name=f"chat {model}", start_time=at + timedelta(milliseconds=elapsed), duration_ms=duration,
                 time_to_first_token_ms=duration * rng.uniform(0.1, 0.4) if streamed and status == "ok" else None,
                 task=task, operation="chat", provider=provider, request_model=model, response_model=model,
@@ -97,12 +100,33 @@ def make_rows(n: int, end: datetime, seed: int = 42) -> list[dict[str, Any]]:
                 call_duration_ms=elapsed + duration if final else None, streaming=streamed, finish_reason="stop",
                 attributes={"gen_ai.response.id": f"resp-{i}-{attempt}"},
             )
-            row["cost_usd"] = row_cost(pricer, row)
+            rates = price[model]
+            row["cost_usd"] = None if rates is None else inp * rates[0] + out * rates[1]
             rows.append(row)
             elapsed += duration + 500
         i += 1
     rows.sort(key=lambda r: r["start_time"])  # as they arrive
     return rows[:n]
+
+
+def _unit_prices() -> dict[str, tuple[float, float] | None]:
+    """USD per input and output token of each model, from the real price table (None: unpriced).
+
+    Priced once per model rather than per row: generating 10M rows is then bounded by the
+    store's write path, which is what the build measures.
+    """
+    pricer = Pricer()
+    prices: dict[str, tuple[float, float] | None] = {}
+    for models, _, _ in TASKS.values():
+        for provider, model in models:
+            probe = dict.fromkeys(ROW_COLUMNS)
+            probe.update(provider=provider, request_model=model, response_model=model, status="ok",
+                         start_time=datetime.now(UTC), input_tokens=1000, output_tokens=0)
+            per_input = row_cost(pricer, probe)
+            probe.update(input_tokens=0, output_tokens=1000)
+            per_output = row_cost(pricer, probe)
+            prices[model] = None if per_input is None or per_output is None else (per_input / 1000, per_output / 1000)
+    return prices
 
 
 def build(url: str, rows: int) -> tuple[Store, datetime]:

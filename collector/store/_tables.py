@@ -205,7 +205,8 @@ rollups: Final = Table(
 
 # Latency distributions: how many values of ``measure`` (0 call, 1 request, 2 time to first
 # token) fell in log-spaced bin ``bin`` per (grain, bucket, key). Summing ``n`` over any
-# range and grouping gives that selection's histogram, hence its percentiles.
+# range and grouping gives that selection's histogram, hence its percentiles. The key
+# starts (grain, measure, bucket): a percentile reads only its own measure's rows.
 rollup_latency: Final = Table(
     "rollup_latency",
     metadata,
@@ -215,7 +216,7 @@ rollup_latency: Final = Table(
     Column("measure", SmallInteger, nullable=False),
     Column("bin", SmallInteger, nullable=False),
     Column("n", BigInteger, nullable=False),
-    PrimaryKeyConstraint("grain", "bucket", "key_id", "measure", "bin"),
+    PrimaryKeyConstraint("grain", "measure", "bucket", "key_id", "bin"),
     sqlite_with_rowid=False,
 )
 

@@ -62,7 +62,7 @@ def upgrade() -> None:
         sa.Column("measure", sa.SmallInteger(), nullable=False),
         sa.Column("bin", sa.SmallInteger(), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("grain", "bucket", "key_id", "measure", "bin", name="pk_rollup_latency"),
+        sa.PrimaryKeyConstraint("grain", "measure", "bucket", "key_id", "bin", name="pk_rollup_latency"),
         sqlite_with_rowid=False,
     )
     op.create_table(
