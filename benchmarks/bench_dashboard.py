@@ -191,27 +191,25 @@ def _time(page: list[Callable[[Any], Any]], store: Store) -> float:
 
 
 def measure(store: Store, end: datetime, baseline: bool) -> None:
+    """Print each page's time per window (and the raw-row baseline's), a line per page."""
     windows = {"24 h": timedelta(days=1), "7 days": timedelta(days=7), "30 days": timedelta(days=30)}
-    print(f"  {'page':<10}" + "".join(f"{name:>24}" for name in windows))
-    results: dict[str, dict[str, tuple[float, float | None]]] = {}
+    plans = {}
     for name, span in windows.items():
         f = Filters.last(span, now=end)
         bucket = queries.choose_bucket(f.start, f.end)  # type: ignore[arg-type]
-        ours = _pages(queries, f, bucket)
-        old = _pages(raw_queries, f, bucket) if baseline else {}
-        for page, calls in ours.items():
-            _time(calls, store)  # warm the connection pool and the OS cache
-            took = min(_time(calls, store) for _ in range(2))
-            before = _time(old[page], store) if baseline else None
-            results.setdefault(page, {})[name] = (took, before)
-    for page, by_window in results.items():
+        plans[name] = (_pages(queries, f, bucket), _pages(raw_queries, f, bucket) if baseline else {})
+    print(f"  {'page':<10}" + "".join(f"{name:>28}" for name in windows), flush=True)
+    for page in plans["24 h"][0]:
         cells = []
-        for took, before in by_window.values():
+        for ours, old in plans.values():
+            _time(ours[page], store)  # warm the connection pool and the OS cache
+            took = min(_time(ours[page], store) for _ in range(2))
             cell = f"{took:.3f} s"
-            if before is not None:
+            if baseline:
+                before = _time(old[page], store)
                 cell += f" (raw {before:.2f} s, {before / took:,.0f}x)"
-            cells.append(f"{cell:>24}")
-        print(f"  {page:<10}" + "".join(cells))
+            cells.append(f"{cell:>28}")
+        print(f"  {page:<10}" + "".join(cells), flush=True)
 
 
 def main() -> None:
@@ -223,6 +221,7 @@ def main() -> None:
                         "LLMLENS_TEST_PG_URL"), help="a PostgreSQL server (default: $LLMLENS_BENCH_PG_URL, "
                         "else $LLMLENS_TEST_PG_URL); the benchmark creates its own database on it")
     parser.add_argument("--no-baseline", action="store_true", help="skip the raw-row queries (slow at 10M)")
+    parser.add_argument("--no-build", action="store_true", help="only measure stores already built")
     parser.add_argument("--browser", action="store_true", help="time every page in headless Chromium (1M only)")
     args = parser.parse_args()
     print("The machine may be shared: compare the ratios, not the absolute figures across runs.")
@@ -230,6 +229,9 @@ def main() -> None:
         for db in args.db:
             url = _url(db, rows, args)
             print(f"\n== {rows:,} rows on {db} ({url.split('@')[-1]})")
+            if args.no_build and open_store(url).count_rows() != rows:
+                print("  not built yet: skipped")
+                continue
             store, end = build(url, rows)
             measure(store, end, baseline=not args.no_baseline)
             if args.browser and rows <= 1_000_000:
