@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -42,6 +42,8 @@ from llmlens.collector.store import (
 logger = logging.getLogger("llmlens")
 
 _MAX_PROBE_INTERVAL = 30.0
+# Causes this exporter counts itself (and reports to the export queue's totals).
+_OWN_CAUSES = frozenset({_drops.SPOOL_FULL, _drops.DISK_FULL, _drops.REJECTED, _drops.STORE_ERROR})
 # Seconds between two SQLite WAL checkpoints (TRUNCATE) after exports: the main file, not
 # the log, holds the data, and the log gives its disk space back.
 _CHECKPOINT_INTERVAL = 30.0
@@ -75,6 +77,7 @@ class StoreSpanExporter(SpanExporter):
         self._spool_opened = False
         self._checked_leftovers = False
         self._checkpointed = time.monotonic()
+        self._stop_listening: Callable[[], None] | None = None
         self._probe_interval = probe_interval
         self._ingestor: Ingestor | None = None
         self._lock = threading.Lock()  # one ingest at a time (export and replay)
@@ -159,6 +162,8 @@ class StoreSpanExporter(SpanExporter):
             logger.exception("llmlens: could not read %d spans; dropped", len(spans))
             return self._drop(_drops.REJECTED, len(spans), spans)
         if not self._checked_leftovers:
+            self.drops.service = _service_of(spans)
+            self._listen_to_pipeline()
             self._replay_leftovers()
         if self._outage:
             return self._spool_batch(spans)
@@ -200,7 +205,7 @@ class StoreSpanExporter(SpanExporter):
         with self._state:
             if not self._outage:  # the store came back meanwhile: spool anyway, replay follows
                 self._outage = True
-                self._start_replayer()
+            self._start_replayer()  # (a forked child starts its own)
             try:
                 spool.append(record)
             except SpoolFull as exc:
@@ -223,6 +228,19 @@ class StoreSpanExporter(SpanExporter):
             logger.error("llmlens: dropped %d spans (%s)%s", count, cause.replace("_", " "),
                          f": {error}" if error else "")
         return SpanExportResult.FAILURE
+
+    def _listen_to_pipeline(self) -> None:
+        # Losses the export queue counts (queue full, shutdown) are persisted with ours.
+        try:
+            from llmlens._pipeline import add_drop_listener  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            return
+        self._stop_listening = add_drop_listener(self._on_pipeline_drop)
+
+    def _on_pipeline_drop(self, cause: str, count: int) -> None:
+        if cause not in _OWN_CAUSES:  # ours reach the pipeline through _count_loss already
+            self.drops.add(cause, count)
+            self._outage_drops[cause] += count
 
     def _count_loss(self, cause: str, count: int, service: str = "") -> None:
         self.drops.add(cause, count, service=service)
@@ -304,8 +322,21 @@ class StoreSpanExporter(SpanExporter):
 
     # --- SpanExporter ------------------------------------------------------------------------
 
+    def after_fork(self) -> None:
+        """In a forked child (the export pipeline calls this): new locks, no replay thread of
+        the parent's, and never the parent's pooled connections (closing them would end the
+        parent's sessions too; the child opens its own). The spool forks itself."""
+        self._lock = threading.Lock()
+        self._state = threading.Lock()
+        self._replayer = None
+        ingestor = self._ingestor
+        if ingestor is not None:
+            ingestor.store.engine.dispose(close=False)
+
     def shutdown(self) -> None:
         self._shutdown.set()
+        if self._stop_listening is not None:
+            self._stop_listening()
         replayer = self._replayer
         if replayer is not None:
             replayer.join(2.0)
