@@ -37,7 +37,7 @@ class Counters:
 
 
 _HELP: Final = {
-    "requests": "Export requests received on /v1/traces.",
+    "requests": "Export requests received (OTLP/HTTP /v1/traces and OTLP/gRPC).",
     "spans_received": "Spans decoded from export requests.",
     "spans_stored": "Rows newly written to the store.",
     "spans_duplicate": "LLM spans already in the store (exporter retries); not written again.",
@@ -87,7 +87,8 @@ class Metrics:
         with self._lock:
             responses = sorted(self.responses.items())
         metric = f"{_PREFIX}responses_total"
-        lines += [f"# HELP {metric} Answers to /v1/traces by HTTP status code.", f"# TYPE {metric} counter"]
+        # gRPC answers are counted under their HTTP equivalent (UNAVAILABLE as 503, ...).
+        lines += [f"# HELP {metric} Answers to export requests by HTTP status code.", f"# TYPE {metric} counter"]
         lines += [f'{metric}{{code="{code}"}} {count}' for code, count in responses]
         metric = f"{_PREFIX}spans_lost_total"
         lines += [f"# HELP {metric} Spans lost for good, by cause (also persisted in the store's llm_drops).",

@@ -1,4 +1,4 @@
-"""``llmlens collector``: the OTLP/HTTP receiver, so any process in any language can send spans.
+"""``llmlens collector``: the OTLP receiver, so any process in any language can send spans.
 
 The endpoint does what Phoenix's does and no more: it checks the request (token, media
 type, size before and after decompression) and enqueues the body. The single
@@ -9,6 +9,7 @@ commits; the handler answers 200 only after its batch is committed.
 ``POST /v1/traces``                    OTLP/HTTP, protobuf or JSON, optionally gzip/deflate
 ``GET /healthz``                       readiness, including the database (no token needed)
 ``GET /metrics``                       counters in the Prometheus text format
+gRPC ``TraceService/Export``           OTLP/gRPC on ``grpc_port`` (see :mod:`._grpc`)
 =====================================  ======================================================
 
 Failures, each with a ``google.rpc.Status`` body in the request's encoding:
@@ -53,6 +54,7 @@ logger = logging.getLogger("llmlens.collector")
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 4318
+DEFAULT_GRPC_PORT: Final = 4317
 DEFAULT_MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # a batch of 512 GenAI spans is ~0.3 MiB
 DEFAULT_QUEUE_MAX_BATCHES: Final = 32
 # Compressed bodies this large are inflated off the event loop so /healthz and the other
@@ -86,6 +88,9 @@ class CollectorSettings:
     spool_dir: str | None = None
     spool_max_bytes: int | None = None
     spool: SpoolSettings | None = None
+    # OTLP/gRPC port; 0 runs no gRPC receiver. The command line defaults to 4317
+    # (DEFAULT_GRPC_PORT); an app built with create_app() serves HTTP only unless asked.
+    grpc_port: int = 0
 
     @classmethod
     def resolve(cls, **explicit: Any) -> CollectorSettings:
@@ -121,6 +126,7 @@ class _Service:
         expected = settings.token
         self._token = expected.encode() if expected else None
         self.drops = DropLedger("llmlens-collector")
+        self.grpc_port = 0  # the port the gRPC receiver bound, once started
         self._inflight = 0  # bytes reserved by requests in progress (event loop only: no lock)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -150,6 +156,9 @@ class _Service:
             checkpoint=_store_call(self.store, "checkpoint"),
         )
         self.writer.start()
+        receiver = None
+        if self.settings.grpc_port:
+            receiver = await anyio.to_thread.run_sync(self._start_grpc, self.writer)
         async with anyio.create_task_group() as tasks:
             if self.settings.alert_interval > 0:
                 tasks.start_soon(self._evaluate_alerts, self.settings.alert_interval)
@@ -159,9 +168,23 @@ class _Service:
                 yield
             finally:
                 tasks.cancel_scope.cancel()
+                if receiver is not None:
+                    # In-flight gRPC calls wait for their commits, so the writer outlives them.
+                    await anyio.to_thread.run_sync(receiver.stop, self.settings.commit_timeout)
                 # uvicorn has stopped accepting and finished in-flight requests by now: commit
                 # whatever they queued so every acknowledged span is stored before exit.
                 await anyio.to_thread.run_sync(self.writer.close, self.settings.shutdown_timeout)
+
+    def _start_grpc(self, writer: BatchWriter) -> Any:
+        from llmlens.collector._grpc import GrpcReceiver
+
+        settings = self.settings
+        receiver = GrpcReceiver(writer, host=settings.host, port=settings.grpc_port, token=settings.token,
+                                max_message_bytes=settings.max_body_bytes,
+                                commit_timeout=settings.commit_timeout, metrics=self.metrics,
+                                max_calls=4 * settings.queue_max_batches + 64)
+        self.grpc_port = receiver.start()
+        return receiver
 
     async def _evaluate_alerts(self, interval: float) -> None:
         """Evaluate the alert rules every ``interval`` seconds; a failure is logged, never fatal."""
@@ -409,6 +432,7 @@ def serve(
     retention_days: float | None = None,
     spool_dir: str | None = None,
     spool_max_bytes: int | None = None,
+    grpc_port: int = DEFAULT_GRPC_PORT,
 ) -> int:
     """Run the collector under uvicorn until SIGTERM or SIGINT; return the exit code.
 
@@ -433,7 +457,7 @@ def serve(
                                              queue_max_batches=queue_max_batches,
                                              alert_interval=alert_interval, retention_days=retention_days,
                                              spool_dir=spool_dir,
-                                             spool_max_bytes=spool_max_bytes)
+                                             spool_max_bytes=spool_max_bytes, grpc_port=grpc_port)
         # Opened before uvicorn starts, so an outdated store (or an unreachable one with no
         # spool to wait in) is one clear line. With the database down, the app opens it.
         store, prepare = open_collector_store(settings)
@@ -548,11 +572,13 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: $LLMLENS_SPOOL_DIR, else ~/.llmlens/spool)")
     parser.add_argument("--spool-max-mb", type=float, default=None,
                         help="spool size limit in MiB (default 256; 0 disables the spool)")
+    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="OTLP/gRPC port; 0 disables it")
     args = parser.parse_args(argv)
     return serve(args.host, args.port, args.db_url, args.token, args.max_body_bytes, args.capture_content,
                  args.queue_max_batches, alert_interval=args.alert_interval, log_level=args.log_level,
                  workers=args.workers, retention_days=args.retention_days, spool_dir=args.spool_dir,
-                 spool_max_bytes=None if args.spool_max_mb is None else int(args.spool_max_mb * 1024 * 1024))
+                 spool_max_bytes=None if args.spool_max_mb is None else int(args.spool_max_mb * 1024 * 1024),
+                 grpc_port=args.grpc_port)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ def _cmd_collector(args: argparse.Namespace) -> int:
         retention_days=args.retention_days,
         spool_dir=args.spool_dir,
         spool_max_bytes=None if args.spool_max_mb is None else int(args.spool_max_mb * 1024 * 1024),
+        grpc_port=args.grpc_port,
     )
 
 
@@ -163,7 +164,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true", help="do not open a browser")
     demo.set_defaults(func=_cmd_demo)
 
-    coll = sub.add_parser("collector", help="run the OTLP/HTTP receiver (POST /v1/traces)")
+    coll = sub.add_parser("collector", help="run the OTLP receiver (HTTP POST /v1/traces, gRPC)")
     coll.add_argument("--host", default="127.0.0.1")
     coll.add_argument("--port", type=int, default=4318)
     coll.add_argument("--db", help=db_help)
@@ -184,6 +185,7 @@ def _build_parser() -> argparse.ArgumentParser:
                       "(default: $LLMLENS_SPOOL_DIR, else ~/.llmlens/spool)")
     coll.add_argument("--spool-max-mb", type=float, default=None,
                       help="spool size limit in MiB (default: $LLMLENS_SPOOL_MAX_BYTES, else 256; 0 disables it)")
+    coll.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (0 disables gRPC)")
     coll.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     coll.set_defaults(func=_cmd_collector)
 

@@ -88,6 +88,7 @@ class CollectorProcess:
     url: str
     log: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    grpc_port: int = 0  # 0: started without the gRPC receiver
 
     @property
     def traces_url(self) -> str:
@@ -103,16 +104,20 @@ class CollectorProcess:
 
 
 def start_collector(
-    db_url: str, log: Path, *args: str, env: dict[str, str] | None = None, wait_healthy: bool = True
+    db_url: str, log: Path, *args: str, env: dict[str, str] | None = None, wait_healthy: bool = True,
+    grpc: bool = False,
 ) -> CollectorProcess:
     port = free_port()
+    # The gRPC receiver on a free port when asked for, else none: 4317 would be shared.
+    grpc_port = free_port() if grpc else 0
+    grpc_args = ["--grpc-port", str(grpc_port)]
     # `python -m llmlens` is the `llmlens` command, run with this interpreter.
-    command = [sys.executable, "-m", "llmlens", "collector", "--port", str(port), "--db", db_url, *args]
+    command = [sys.executable, "-m", "llmlens", "collector", "--port", str(port), "--db", db_url, *grpc_args, *args]
     with log.open("w") as out:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
         )
-    collector = CollectorProcess(process, f"http://127.0.0.1:{port}", log)
+    collector = CollectorProcess(process, f"http://127.0.0.1:{port}", log, grpc_port=grpc_port)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -130,14 +135,18 @@ def start_collector(
 
 @pytest.fixture
 def run_collector(tmp_path: Path) -> Iterator[Callable[..., CollectorProcess]]:
-    """Start collectors in subprocesses (``run_collector(db_url, "--token", "t")``); killed after the test."""
+    """Start collectors in subprocesses (``run_collector(db_url, "--token", "t")``); killed after the test.
+
+    ``grpc=True`` also starts the OTLP/gRPC receiver, on ``collector.grpc_port``.
+    """
     started: list[CollectorProcess] = []
 
     def run(
-        db_url: str, *args: str, env: dict[str, str] | None = None, wait_healthy: bool = True
+        db_url: str, *args: str, env: dict[str, str] | None = None, wait_healthy: bool = True, grpc: bool = False
     ) -> CollectorProcess:
         collector = start_collector(
-            db_url, tmp_path / f"collector-{len(started)}.log", *args, env=env, wait_healthy=wait_healthy
+            db_url, tmp_path / f"collector-{len(started)}.log", *args, env=env, wait_healthy=wait_healthy,
+            grpc=grpc,
         )
         started.append(collector)
         return collector

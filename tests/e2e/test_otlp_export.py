@@ -42,7 +42,7 @@ def collector(db_url: str, tmp_path: Path) -> Iterator[str]:
     log = tmp_path / "collector.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "llmlens", "collector", "--port", str(port), "--db", db_url],
+            [sys.executable, "-m", "llmlens", "collector", "--port", str(port), "--db", db_url, "--grpc-port", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=dict(os.environ),
