@@ -77,7 +77,11 @@ FIELDS: Final[dict[str, tuple[str, ...]]] = {
         "llm.prompt_template.version",  # OpenInference
         "langfuse.observation.prompt.version",
     ),
-    "ttft_s": (sc.RESPONSE_TIME_TO_FIRST_CHUNK, "gen_ai.server.time_to_first_token"),  # OpenLIT
+    "ttft_s": (
+        sc.RESPONSE_TIME_TO_FIRST_CHUNK,
+        "gen_ai.client.operation.time_to_first_chunk",  # pydantic-ai / Logfire
+        "gen_ai.server.time_to_first_token",  # OpenLIT
+    ),
     "streaming": (
         sc.REQUEST_STREAM,
         "gen_ai.is_streaming",  # OpenLLMetry 0.4x+
@@ -91,14 +95,19 @@ FIELDS: Final[dict[str, tuple[str, ...]]] = {
         "llm.finish_reason",  # OpenInference
         "anthropic.message.stop_reason",  # anthropic SDK native spans
     ),
-    "reported_cost": ("gen_ai.usage.cost", "llm.cost.total"),
+    "reported_cost": (
+        "gen_ai.usage.cost",  # OpenLIT
+        "gen_ai.cost.total_cost",  # LiteLLM
+        "operation.cost",  # pydantic-ai / Logfire
+        "llm.cost.total",
+    ),
     "conversation_id": (
         sc.CONVERSATION_ID,
         "session.id",
         "langfuse.session.id",
         "traceloop.association.properties.session_id",
     ),
-    "http_status": ("http.response.status_code", "http.status_code"),
+    "http_status": ("http.response.status_code", "http.status_code", "error.code"),  # error.code: LiteLLM
 }
 
 # Every name above is consumed into a column and not repeated in the attributes JSON.
@@ -162,7 +171,39 @@ JSON_FIELDS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
     "langfuse.observation.metadata.finish_reason": {"finish_reasons": ("",)},
     # OpenInference: the request's parameters; a failed call's span has no llm.model_name.
     "llm.invocation_parameters": {"request_model": ("model",), "streaming": ("stream",)},
+    # LiteLLM: the provider's usage as LiteLLM normalised it, where alone it keeps cache
+    # reads and writes (written as a Python dict's repr, not JSON).
+    "metadata.usage_object": {
+        "input_tokens": ("prompt_tokens",),
+        "output_tokens": ("completion_tokens",),
+        "cache_read_tokens": ("cache_read_input_tokens", "prompt_tokens_details.cached_tokens"),
+        "cache_write_tokens": ("cache_creation_input_tokens", "prompt_tokens_details.cache_creation_tokens",
+                               "prompt_tokens_details.cache_write_tokens"),
+        "reasoning_tokens": ("completion_tokens_details.reasoning_tokens",),
+        "reported_cost": ("cost",),
+    },
 }
+
+# Span events whose time is when the first chunk of a streamed answer arrived: sources that
+# record no time-to-first-token attribute still tell it this way.
+FIRST_CHUNK_EVENTS: Final[frozenset[str]] = frozenset({
+    "gen_ai.content.completion.chunk",  # OpenLLMetry: one event per chunk, the first is the one
+    "First Token Stream Event",  # OpenInference
+})
+
+# How SDKs and frameworks word an HTTP status in an error message, for sources that record
+# only the message (a status description or an exception event): "Error code: 429 - ..."
+# (openai, anthropic), "status_code: 500, model_name: ..." (pydantic-ai).
+HTTP_CODE_IN_MESSAGE: Final = r"\b(?:Error code|status_code|status code|HTTP status|HTTP)[:=]? ?([1-5]\d\d)\b"
+
+# Spans that name the work beneath them without a task attribute: their span name is the
+# task of the requests below (OpenInference chains and agents, OpenLLMetry workflows).
+NAMING_KINDS: Final[dict[str, frozenset[str]]] = {
+    "openinference.span.kind": frozenset({"CHAIN", "AGENT"}),
+    "traceloop.span.kind": frozenset({"workflow", "agent"}),
+}
+# The entity name OpenLLMetry gives a workflow or agent (its span name adds a suffix).
+TRACELOOP_ENTITY_NAME: Final = "traceloop.entity.name"
 
 # Operations that are one request to a provider.
 REQUEST_OPERATIONS: Final[frozenset[str]] = frozenset({
@@ -184,6 +225,7 @@ SCOPE_PROVIDERS: Final[dict[str, str]] = {
     "com.anthropic.sdk.python": "anthropic",
     "opentelemetry.instrumentation.openai_v2": "openai",
     "opentelemetry.instrumentation.openai": "openai",
+    "opentelemetry.instrumentation.openai.v1": "openai",  # OpenLLMetry 0.4x+
     "opentelemetry.instrumentation.anthropic": "anthropic",
     "openinference.instrumentation.openai": "openai",
     "openinference.instrumentation.anthropic": "anthropic",

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from llmlens import semconv as sc
+from llmlens.collector._lineage import Lineage, NamedSpan, named_span
 from llmlens.collector._sources import SCOPE_PROVIDERS
 from llmlens.collector.normalize import Redactor, normalize
 from llmlens.collector.pricing import Pricer, row_cost
@@ -76,10 +77,20 @@ class Ingestor:
             redact = redact_text
         self.redact = redact
         self.max_content_chars = max_content_chars
+        # Parent links and names of spans this ingestor saw (see _lineage): a row's task
+        # comes from its nearest named ancestor, which may arrive in another batch.
+        self.lineage = Lineage()
+        self._names: list[NamedSpan] = []
+        self._unresolved: list[SpanRow] = []
 
     def rows(self, records: Sequence[SpanRecord]) -> tuple[list[SpanRow], IngestResult]:
-        """Normalize and price a batch without writing it."""
+        """Normalize and price a batch without writing it.
+
+        Rows whose task no ancestor seen so far names keep a NULL task; :meth:`ingest`
+        asks the store, which also fills it later when the name arrives.
+        """
         result = IngestResult(received=len(records))
+        named = self.lineage.observe(records)
         rows: list[SpanRow] = []
         for record in records:
             row = normalize(record, capture_content=self.capture_content, redact=self.redact,
@@ -93,6 +104,22 @@ class Ingestor:
             rows.append(row)
         kept = self._count_leaves_once(rows)
         result.aggregates = len(rows) - len(kept)
+        if named:
+            # Rows carry their own task; only the names of structure spans are kept apart.
+            row_ids = {(r["trace_id"], r["span_id"]) for r in rows}
+            self._names = [named_span(record, name) for record, name in named
+                           if (record.trace_id, record.span_id) not in row_ids]
+        else:
+            self._names = []
+        nearest = self.lineage.nearest_name
+        self._unresolved = unresolved = []
+        for row in kept:
+            if row["task"] is None and row["parent_span_id"] is not None:
+                name, complete = nearest(row["trace_id"], row["parent_span_id"])
+                if name is not None:
+                    row["task"] = name
+                elif not complete:
+                    unresolved.append(row)
         return kept, result
 
     def _count_leaves_once(self, rows: list[SpanRow]) -> list[SpanRow]:
@@ -140,7 +167,10 @@ class Ingestor:
         down; nothing of the batch is committed then.
         """
         rows, result = self.rows(records)
-        if rows:
-            result.stored = self.store.insert_rows(rows)
+        names, self._names = self._names, []
+        unresolved, self._unresolved = self._unresolved, []
+        if rows or names:
+            # One transaction: the rows, the names, the tasks names give to rows stored before.
+            result.stored = self.store.insert_rows(rows, names=names, unresolved=unresolved)
             result.duplicates = len(rows) - result.stored
         return result

@@ -9,6 +9,7 @@ keeps the remaining attributes (minus prompt and answer content) as JSON.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -35,9 +36,8 @@ for _field, _names in _F.items():
 _CONTENT_KEYS = src.CONTENT_KEYS
 _CONTENT_PREFIXES = src.CONTENT_PREFIXES
 _JSON_FIELDS = src.JSON_FIELDS
-# "Error code: 429 - ..." is how the openai and anthropic SDKs word an HTTP error; sources
-# that record only the message (Langfuse) still tell the status code that way.
-_HTTP_CODE_IN_MESSAGE = re.compile(r"\bError code: ([1-5]\d\d)\b")
+_HTTP_CODE_IN_MESSAGE = re.compile(src.HTTP_CODE_IN_MESSAGE)
+_NAMING_KINDS = src.NAMING_KINDS
 
 Redactor = Callable[[str, int], str]
 
@@ -114,10 +114,27 @@ def is_llm_span(attrs: Mapping[str, Any], scope_name: str = "") -> bool:
         return False
     if operation is not None or scope_name in src.SCOPE_PROVIDERS:
         return True
-    # No operation name: an LLM call if it names a model or reports usage.
-    return (_first(attrs, _F["request_model"]) is not None
-            or _first(attrs, _F["input_tokens"]) is not None
-            or _first(attrs, _F["output_tokens"]) is not None)
+    # No operation name and no provider scope: a request only if it reports usage. An app
+    # span that merely names a model (a setting, a log field) is not a request to it.
+    return _first(attrs, _F["input_tokens"]) is not None or _first(attrs, _F["output_tokens"]) is not None
+
+
+def span_name_for_task(record: SpanRecord) -> str | None:
+    """The task a span names for the requests beneath it, or None.
+
+    A task attribute (``llmlens.task``, a workflow, agent or trace name), else the span
+    name of a chain, agent or workflow span (``_sources.NAMING_KINDS``).
+    """
+    attrs = record.attributes
+    for name in _F["task"]:
+        value = attrs.get(name)
+        if value is not None:
+            return _str(value)
+    for attribute, kinds in _NAMING_KINDS.items():
+        kind = attrs.get(attribute)
+        if kind is not None and str(kind) in kinds:
+            return _str(attrs.get(src.TRACELOOP_ENTITY_NAME)) or _str(record.name)
+    return None
 
 
 def _provider(value: Any, scope_name: str, model: str | None) -> str | None:
@@ -138,10 +155,15 @@ def _status_of(record: SpanRecord, attrs: Mapping[str, Any],
                http_status: int | None) -> tuple[str, str | None, str | None]:
     """(status, failure_reason, error_type) from llmlens' own status, else the span's."""
     error_type = _status.short_error_type(_str(attrs.get(sc.ERROR_TYPE)))
-    if error_type is None and record.status_code == STATUS_ERROR:
+    messages = [record.status_message] if record.status_message else []
+    if record.status_code == STATUS_ERROR:
         for name, event_attrs in record.events:
             if name == "exception":
-                error_type = _status.short_error_type(_str(event_attrs.get("exception.type")))
+                if error_type is None:
+                    error_type = _status.short_error_type(_str(event_attrs.get("exception.type")))
+                message = event_attrs.get("exception.message")
+                if isinstance(message, str):
+                    messages.append(message)
                 break
     status = attrs.get(sc.STATUS)
     if status is not None:
@@ -152,10 +174,13 @@ def _status_of(record: SpanRecord, attrs: Mapping[str, Any],
         return status, reason if status != _status.OK else None, error_type
     if record.status_code != STATUS_ERROR and error_type is None:
         return _status.OK, None, None
-    if http_status is None and error_type is None and record.status_message:
-        match = _HTTP_CODE_IN_MESSAGE.search(record.status_message)
-        if match:
-            http_status = int(match.group(1))
+    if http_status is None or http_status < 400:
+        # Sources that keep only the message still tell the code: "Error code: 429 - ...".
+        for message in messages:
+            match = _HTTP_CODE_IN_MESSAGE.search(message[:500])
+            if match:
+                http_status = int(match.group(1))
+                break
     status = _status.status_from_error_type(error_type, http_status)
     return status, error_type or "error", error_type
 
@@ -178,7 +203,10 @@ def _fill_from_json(found: dict[str, Any], raw: Any, fields: Mapping[str, tuple[
     try:
         document = json.loads(raw) if isinstance(raw, str) else raw
     except ValueError:
-        return
+        try:  # LiteLLM writes a Python dict's repr; literal_eval reads literals only
+            document = ast.literal_eval(raw) if len(raw) < 65536 else None
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return
     for name, keys in fields.items():
         if name in found:
             continue
@@ -264,6 +292,8 @@ def normalize(
     ttft = _float(get("ttft_s"))
     if ttft is None and src.LANGFUSE_COMPLETION_START in attrs:
         ttft = _seconds_after(attrs[src.LANGFUSE_COMPLETION_START], record.start_time_unix_nano)
+    if ttft is None and record.first_chunk_unix_nano:
+        ttft = max(record.first_chunk_unix_nano - record.start_time_unix_nano, 0) / 1e9
     streaming_value = get("streaming")
     call_duration = _float(attrs.get(sc.CALL_DURATION_MS))
     final = _bool(attrs.get(sc.FINAL, True))
@@ -282,7 +312,9 @@ def normalize(
         "start_time": datetime.fromtimestamp(record.start_time_unix_nano / 1e9, tz=UTC),
         "duration_ms": duration_ms,
         "time_to_first_token_ms": ttft * 1000.0 if ttft is not None else None,
-        "task": _str(get("task")) or service_name,
+        # None unless the span names it: the ingest path then takes the nearest named
+        # ancestor's (a workflow, chain, agent or trace name), even from another batch.
+        "task": _str(get("task")),
         "operation": _str(get("operation"), 64),
         "provider": _provider(get("provider"), record.scope_name, request_model or response_model),
         "request_model": request_model,

@@ -32,7 +32,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from llmlens.collector.record import STATUS_ERROR, SpanRecord
+from llmlens.collector._sources import FIRST_CHUNK_EVENTS
+from llmlens.collector.record import STATUS_ERROR, SpanRecord, first_chunk_time
 
 PROTOBUF: Final = "application/x-protobuf"
 JSON: Final = "application/json"
@@ -120,6 +121,7 @@ def decode_protobuf(body: bytes) -> DecodedBatch:
                         # for SDK spans; a stream's per-chunk events would be decoded for nothing.
                         [(e.name, _pb_attributes(e.attributes)) for e in span.events]
                         if code == STATUS_ERROR and span.events else (),
+                        first_chunk_time(span.events) if span.events else 0,
                     )
                 )
     return batch
@@ -210,6 +212,11 @@ def _json_span(
     status = _obj(span, "status", "status", where)
     status_code = _status_code(status.get("code"), f"{where}.status.code")
     events: list[tuple[str, dict[str, Any]]] | tuple[()] = ()
+    first_chunk = 0
+    for n, e in enumerate(_list(span, "events", "events", where)):
+        if isinstance(e, dict) and _str(e, "name", "name", f"{where}.events[{n}]") in FIRST_CHUNK_EVENTS:
+            first_chunk = _int(e, "timeUnixNano", "time_unix_nano", f"{where}.events[{n}]")
+            break
     if status_code == STATUS_ERROR:
         events = [
             (_str(e, "name", "name", f"{where}.events[{n}]"), _json_attributes(e, f"{where}.events[{n}]"))
@@ -229,6 +236,7 @@ def _json_span(
             resource_attributes=resource,
             scope_name=scope_name,
             events=events,
+            first_chunk_unix_nano=first_chunk,
         )
     )
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from llmlens.collector._sources import FIRST_CHUNK_EVENTS
+
 # OTLP numbering of span status codes (the SDK's StatusCode enum uses the same values).
 STATUS_UNSET = 0
 STATUS_OK = 1
@@ -37,6 +39,17 @@ class SpanRecord:
     scope_name: str = ""
     # (event name, event attributes), e.g. ("exception", {"exception.type": ...}).
     events: Sequence[tuple[str, Mapping[str, Any]]] = ()
+    # When the first chunk of a streamed answer arrived, for sources that tell it only by an
+    # event (``_sources.FIRST_CHUNK_EVENTS``); 0 when unknown.
+    first_chunk_unix_nano: int = 0
+
+
+def first_chunk_time(events: Any) -> int:
+    """The time of the first first-chunk event among a span's events (SDK or OTLP), or 0."""
+    for event in events:
+        if event.name in FIRST_CHUNK_EVENTS:
+            return int(getattr(event, "timestamp", None) or getattr(event, "time_unix_nano", 0) or 0)
+    return 0
 
 
 def _plain_dict(span: ReadableSpan) -> Mapping[str, Any]:
@@ -76,4 +89,5 @@ def from_readable_span(span: ReadableSpan) -> SpanRecord:
         resource.attributes if resource is not None else {},
         scope.name if scope is not None else "",
         events,
+        first_chunk_time(span.events) if span.events else 0,
     )

@@ -34,7 +34,7 @@ __all__ = [
 
 DEFAULT_DB_URL: Final = "sqlite:///llmlens.db"
 # The newest migration under collector/migrations/versions. A test checks they agree.
-SCHEMA_REVISION: Final = "0003"
+SCHEMA_REVISION: Final = "0004"
 
 
 def resolve_url(url: str | None = None) -> str:

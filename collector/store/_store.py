@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select, text, update
 
-from llmlens.collector.store import _rollup, _write
+from llmlens.collector.store import _names, _rollup, _write
 from llmlens.collector.store._engine import ensure_schema, get_engine, safe_url
 from llmlens.collector.store._errors import translated
 from llmlens.collector.store._tables import llm_spans
@@ -35,17 +35,40 @@ class Store:
     def url(self) -> str:
         return safe_url(self.engine)
 
-    def insert_rows(self, rows: Sequence[Mapping[str, Any]]) -> int:
+    def insert_rows(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        names: Sequence[_names.NameLike] = (),
+        unresolved: Sequence[MutableMapping[str, Any]] = (),
+    ) -> int:
         """Insert rows in one transaction; return how many were new (duplicates are skipped).
+
+        ``names`` are spans that name the work beneath them: they are kept, and give their
+        name to stored rows of their trace that started within them and have no task.
+        ``unresolved`` are rows among ``rows`` whose ancestors the caller could not walk:
+        they take the innermost stored name holding their start. See ``_names``.
 
         Raises :class:`StoreUnavailable` when the database cannot be reached; then
         nothing of the batch was committed and the caller may retry it whole.
         """
-        if not rows:
+        if not rows and not names:
             return 0
         with translated("cannot write to", self.url), self.engine.begin() as conn:
-            fresh = _write.insert_rows(conn, self._sql, rows)
-            ids = _rollup.apply(conn, _rollup.Delta.of(fresh), self._keys)
+            moved = []
+            if names:
+                _names.save_names(conn, names)
+                # Before this batch's rows go in: those were named from what is known now.
+                moved = _names.fill_tasks(conn, names)
+            if unresolved:
+                _names.name_rows(conn, unresolved)
+            fresh = _write.insert_rows(conn, self._sql, rows) if rows else []
+            delta = _rollup.Delta.of(fresh)
+            if moved:
+                # A row given its task moves from the "no task" rollups to its task's.
+                delta.add([old for old, _task in moved], -1)
+                delta.add([{**old, "task": task} for old, task in moved], 1)
+            ids = _rollup.apply(conn, delta, self._keys)
         self._keys.remember(ids)
         return len(fresh)
 

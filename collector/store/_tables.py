@@ -41,6 +41,7 @@ __all__ = [
     "alert_events",
     "alert_rules",
     "llm_spans",
+    "llm_trace_names",
     "metadata",
     "rollup_keys",
     "rollup_latency",
@@ -114,6 +115,23 @@ llm_spans: Final = Table(
     # No index on call_id: a call's attempts share its trace id, so lookups go through the
     # (trace_id, span_id) unique index; call ids are random, and an index of their own
     # cost a quarter of SQLite's insert rate.
+)
+
+# Spans that name the work beneath them (a workflow, chain, agent or trace name) and are
+# not rows themselves: a row whose named ancestor arrives in another batch, or at another
+# collector worker, takes its task from here (see collector/_lineage.py).
+llm_trace_names: Final = Table(
+    "llm_trace_names",
+    metadata,
+    _bigint_key(),
+    Column("trace_id", String(32), nullable=False),
+    Column("span_id", String(16), nullable=False),
+    Column("parent_span_id", String(16)),
+    Column("name", String(255), nullable=False),
+    Column("start_time", UTCDateTime(), nullable=False),
+    Column("end_time", UTCDateTime(), nullable=False),
+    UniqueConstraint("trace_id", "span_id", name="uq_llm_trace_names_trace_span"),
+    Index("ix_llm_trace_names_start_time", "start_time"),  # for retention
 )
 
 # A condition over recent rows, e.g. invalid-output rate above 10% in 15 minutes.

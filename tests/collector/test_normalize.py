@@ -33,7 +33,7 @@ def test_a_genai_span_maps_to_columns_and_keeps_the_rest_as_json() -> None:
     assert row["duration_ms"] == 250.0 and row["time_to_first_token_ms"] == pytest.approx(120.0)
     assert (row["input_tokens"], row["cache_read_tokens"], row["output_tokens"]) == (1200, 1024, 80)
     assert row["finish_reason"] == "stop" and row["streaming"] is True
-    assert row["task"] == "support-bot"  # no task attribute: the service name
+    assert row["task"] is None  # no task attribute: the ingest path looks for a named ancestor
     assert row["attributes"] == {"gen_ai.response.id": "chatcmpl-1", "server.address": "api.openai.com"}
     assert row["call_id"] == row["span_id"] and row["final"] is True
 
@@ -80,15 +80,16 @@ def test_prompt_and_answer_content_is_dropped_unless_captured_and_then_redacted(
 
 
 def test_error_status_comes_from_error_type_or_the_exception_event() -> None:
-    row = normalize(_record({"gen_ai.request.model": "gpt-4o"}, status_code=STATUS_ERROR,
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}
+    row = normalize(_record(chat, status_code=STATUS_ERROR,
                             events=[("exception", {"exception.type": "anthropic.OverloadedError",
                                                    "exception.message": "user text"})]))
     assert row is not None
     assert (row["status"], row["error_type"], row["failure_reason"]) == (
         "provider_error", "OverloadedError", "OverloadedError")
-    row = normalize(_record({"gen_ai.request.model": "gpt-4o", "error.type": "timeout"}, status_code=STATUS_ERROR))
+    row = normalize(_record({**chat, "error.type": "timeout"}, status_code=STATUS_ERROR))
     assert row is not None and row["status"] == "timeout"
-    row = normalize(_record({"gen_ai.request.model": "gpt-4o", "error.type": "400"}, status_code=STATUS_ERROR))
+    row = normalize(_record({**chat, "error.type": "400"}, status_code=STATUS_ERROR))
     assert row is not None and row["status"] == "client_error"
 
 

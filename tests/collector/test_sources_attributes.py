@@ -98,7 +98,8 @@ def test_openlit_spans_make_rows_with_its_reported_cost_and_time_to_first_token(
     assert ok["reported_cost_usd"] == pytest.approx(0.00036)
     assert ok["cost_usd"] is not None and ok["cost_usd"] > 0  # priced by llmlens too, kept apart
     assert ok["time_to_first_token_ms"] == pytest.approx(250.0) and ok["streaming"]
-    assert ok["task"] == "research-agent"
+    # OpenLIT's application name is the service's, not a task: the row has none of its own.
+    assert ok["task"] is None and ok["service_name"] == "research-agent"
     assert "SECRET" not in json.dumps(ok, default=str)
     assert limited["status"] == "rate_limited" and limited["failure_reason"] == "RateLimitError"
 

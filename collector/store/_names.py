@@ -1,0 +1,93 @@
+"""Task names across batches: the statements behind ``Store.insert_rows(names=, unresolved=)``.
+
+A span that names the work beneath it (a workflow, chain, agent or trace; see
+``collector/_lineage.py``) is kept in ``llm_trace_names``. Rows whose ancestry the ingest
+path could not walk take the innermost stored name of their trace whose time span holds
+their start; a name that arrives after its rows fills their NULL task. All of it runs in
+the transaction that writes the batch's rows, so a batch is all or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from llmlens.collector.store._tables import llm_spans, llm_trace_names
+from llmlens.collector.store._time import as_utc
+
+__all__ = ["NameLike", "fill_tasks", "name_rows", "save_names"]
+
+_n = llm_trace_names.c
+_t = llm_spans.c
+
+
+class NameLike(Protocol):
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    start_time: datetime
+    end_time: datetime
+
+
+def save_names(conn: Connection, names: Sequence[NameLike]) -> None:
+    """Keep named spans; one already stored (an exporter's retry) is left as it is."""
+    if not names:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(llm_trace_names).on_conflict_do_nothing(
+        index_elements=["trace_id", "span_id"])
+    conn.execute(statement, [
+        {"trace_id": n.trace_id, "span_id": n.span_id, "parent_span_id": n.parent_span_id,
+         "name": n.name[:255], "start_time": n.start_time, "end_time": n.end_time}
+        for n in names
+    ])
+
+
+def fill_tasks(conn: Connection, names: Sequence[NameLike]) -> list[tuple[dict[str, Any], str]]:
+    """Give stored rows with no task the name of a named span of their trace that holds their start.
+
+    Innermost first: a nearer ancestor ends before a farther one, so when both arrive in
+    one batch the nearer one must win. Returns each changed row as it was, with its new
+    task, so the rollups can move it from "no task" to its task in this same transaction.
+    """
+    if not names:
+        return []
+    changed: list[tuple[dict[str, Any], str]] = []
+    select_rows = select(llm_spans).where(and_(
+        _t.trace_id == bindparam("tid"), _t.task.is_(None),
+        _t.start_time >= bindparam("lo"), _t.start_time <= bindparam("hi")))
+    for n in sorted(names, key=lambda n: n.end_time - n.start_time):
+        rows = [dict(row._mapping) for row in conn.execute(
+            select_rows, {"tid": n.trace_id, "lo": n.start_time, "hi": n.end_time})]
+        if not rows:
+            continue
+        task = n.name[:255]
+        conn.execute(update(llm_spans).where(_t.id.in_([row["id"] for row in rows])).values(task=task))
+        changed += [(row, task) for row in rows]
+    return changed
+
+
+def name_rows(conn: Connection, rows: Iterable[MutableMapping[str, Any]]) -> None:
+    """Set each row's task from the innermost stored name of its trace holding its start."""
+    pending = [row for row in rows if row.get("task") is None]
+    if not pending:
+        return
+    trace_ids = sorted({row["trace_id"] for row in pending})
+    by_trace: dict[str, list[tuple[datetime, datetime, str]]] = {}
+    found = conn.execute(select(_n.trace_id, _n.start_time, _n.end_time, _n.name)
+                         .where(_n.trace_id.in_(trace_ids)))
+    for trace_id, start, end, name in found:
+        by_trace.setdefault(trace_id, []).append((as_utc(start) or start, as_utc(end) or end, name))
+    for row in pending:
+        candidates = by_trace.get(row["trace_id"])
+        if not candidates:
+            continue
+        when = as_utc(row["start_time"]) or row["start_time"]
+        holding = [(start, name) for start, end, name in candidates if start <= when <= end]
+        if holding:
+            row["task"] = max(holding)[1]
