@@ -158,6 +158,51 @@ def run_collector(tmp_path: Path) -> Iterator[Callable[..., CollectorProcess]]:
             collector.process.wait(10)
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_collector(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CollectorProcess]:
+    """One collector process (two workers, HTTP and gRPC) per database for a whole test module.
+
+    Tests tell their rows apart by service name; ``collector.extra["db_url"]`` is the store.
+    """
+    import uuid
+
+    folder = tmp_path_factory.mktemp("shared-collector")
+    admin = None
+    if request.param == "sqlite":
+        db_url = f"sqlite:///{folder / 'llmlens.db'}"
+    else:
+        import psycopg
+
+        server_url = str(request.getfixturevalue("pg_server_url"))
+        name = f"m_{uuid.uuid4().hex[:12]}"
+        admin = server_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        db_url = server_url.rsplit("/", 1)[0] + "/" + name
+    collector = start_collector(db_url, folder / "collector.log", "--workers", "2", grpc=True)
+    collector.extra["db_url"] = db_url
+    try:
+        yield collector
+    finally:
+        if collector.process.poll() is None:
+            collector.process.terminate()
+            try:
+                collector.process.wait(20)
+            except subprocess.TimeoutExpired:
+                collector.process.kill()
+                collector.process.wait(10)
+        from llmlens.collector.store import dispose_engines
+
+        dispose_engines()
+        if admin is not None:
+            import psycopg
+
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{db_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
 @pytest.fixture
 def ingest_spans(sqlite_url: str) -> Callable[..., list[dict[str, Any]]]:
     """Send finished SDK spans through the collector's path: OTLP protobuf, decode, ingest, store.
