@@ -197,10 +197,12 @@ FIRST_CHUNK_EVENTS: Final[frozenset[str]] = frozenset({
 HTTP_CODE_IN_MESSAGE: Final = r"\b(?:Error code|status_code|status code|HTTP status|HTTP)[:=]? ?([1-5]\d\d)\b"
 
 # Spans that name the work beneath them without a task attribute: their span name is the
-# task of the requests below (OpenInference chains and agents, OpenLLMetry workflows).
+# task of the requests below (OpenInference chains and agents, OpenLLMetry workflows,
+# Langfuse's @observe spans, whose root's name is the trace's name).
 NAMING_KINDS: Final[dict[str, frozenset[str]]] = {
     "openinference.span.kind": frozenset({"CHAIN", "AGENT"}),
     "traceloop.span.kind": frozenset({"workflow", "agent"}),
+    "langfuse.observation.type": frozenset({"span", "agent", "chain"}),
 }
 # The entity name OpenLLMetry gives a workflow or agent (its span name adds a suffix).
 TRACELOOP_ENTITY_NAME: Final = "traceloop.entity.name"

@@ -37,10 +37,6 @@ class IngestResult:
         return self
 
 
-def _has_usage(row: SpanRow) -> bool:
-    return row["input_tokens"] is not None or row["output_tokens"] is not None
-
-
 def _is_provider_level(row: SpanRow) -> bool:
     return row["attributes"].get("otel.scope.name") in SCOPE_PROVIDERS
 
@@ -105,8 +101,9 @@ class Ingestor:
         kept = self._count_leaves_once(rows)
         result.aggregates = len(rows) - len(kept)
         if named:
-            # Rows carry their own task; only the names of structure spans are kept apart.
-            row_ids = {(r["trace_id"], r["span_id"]) for r in rows}
+            # Rows carry their own task; the names of other spans (structure, and framework
+            # spans dropped for their child's row) are kept apart.
+            row_ids = {(r["trace_id"], r["span_id"]) for r in kept}
             self._names = [named_span(record, name) for record, name in named
                            if (record.trace_id, record.span_id) not in row_ids]
         else:
@@ -123,19 +120,21 @@ class Ingestor:
         return kept, result
 
     def _count_leaves_once(self, rows: list[SpanRow]) -> list[SpanRow]:
-        """Drop a framework span whose child LLM span reports the same usage.
+        """Drop a framework span whose child is the LLM request's own span: one request, one row.
 
         Children end before their parents, so a child is in this batch or already stored.
         An llmlens attempt is never the one dropped: it carries the task and prompt version,
         so a third-party child under it is dropped instead.
         """
-        candidates = {(r["trace_id"], r["span_id"]) for r in rows if _has_usage(r)}
+        # With or without usage: a failed request is one row too, not a framework span and
+        # the provider span under it.
+        candidates = {(r["trace_id"], r["span_id"]) for r in rows}
         if not candidates:
             return rows
         parents_with_leaf: set[tuple[str, str]] = set()
         for row in rows:
             key = (row["trace_id"], row["parent_span_id"])
-            if row["parent_span_id"] and key in candidates and _has_usage(row):
+            if row["parent_span_id"] and key in candidates:
                 parents_with_leaf.add(key)
         # No lookup for llmlens attempts (a provider SDK span under one is marked merged in
         # the application and never becomes a row) nor for spans of provider-level

@@ -17,6 +17,9 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+# LiteLLM fetches its model price map from the internet when imported, unless told not to.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 BASE_NS = 1_780_000_000_000_000_000  # 2026-05-28, inside genai-prices' data
 
 

@@ -186,3 +186,66 @@ def test_the_anthropic_sdks_own_spans_over_grpc_match_the_requests(
     # The SDK's error.type is the API's error type, a stable short string.
     check_rows(_rows(shared_collector, "src-anthropic-sdk"),
                _anthropic_expected("drafts", reasons=("rate_limit_error", "api_error")))
+
+
+def _json_span(span_id: str, parent: str | None, name: str, start_ms: int, end_ms: int,
+               attributes: dict[str, Any], status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A span as OTLP/JSON from a non-Python SDK: hex ids, 64-bit integers as strings."""
+    def value(v: Any) -> dict[str, Any]:
+        if isinstance(v, bool):
+            return {"boolValue": v}
+        if isinstance(v, int):
+            return {"intValue": str(v)}
+        if isinstance(v, float):
+            return {"doubleValue": v}
+        if isinstance(v, list):
+            return {"arrayValue": {"values": [value(item) for item in v]}}
+        return {"stringValue": v}
+
+    base = 1_780_000_000_000_000_000
+    span = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": span_id, "name": name, "kind": 3,
+            "startTimeUnixNano": str(base + start_ms * 1_000_000), "endTimeUnixNano": str(base + end_ms * 1_000_000),
+            "attributes": [{"key": k, "value": value(v)} for k, v in attributes.items()],
+            "status": status or {}}
+    if parent:
+        span["parentSpanId"] = parent
+    return span
+
+
+def test_plain_genai_spans_as_json_from_another_sdk_match_and_take_an_earlier_batchs_agent_name(
+    shared_collector: Any,
+) -> None:
+    import httpx
+
+    def send(*spans: dict[str, Any]) -> None:
+        body = {"resourceSpans": [{"resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "src-json"}}]},
+            "scopeSpans": [{"scope": {"name": "genai-dotnet"}, "spans": list(spans)}]}]}
+        assert httpx.post(shared_collector.traces_url, json=body, timeout=20).status_code == 200
+
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": OPENAI}
+    # The agent span first, alone (a distributed trace: another service exported it earlier).
+    send(_json_span("a1a1a1a1a1a1a1a1", None, "invoke_agent planner", 0, 10_000,
+                    {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner"}))
+    send(
+        _json_span("b1b1b1b1b1b1b1b1", "a1a1a1a1a1a1a1a1", "chat", 100, 900, {
+            **chat, "gen_ai.usage.input_tokens": 20, "gen_ai.usage.output_tokens": 4,
+            "gen_ai.usage.cache_read.input_tokens": 8}),
+        _json_span("b2b2b2b2b2b2b2b2", "a1a1a1a1a1a1a1a1", "chat", 1000, 1900, {
+            **chat, "gen_ai.usage.input_tokens": 30, "gen_ai.usage.output_tokens": 6,
+            "gen_ai.request.stream": True, "gen_ai.response.time_to_first_chunk": 0.2}),
+        _json_span("b3b3b3b3b3b3b3b3", "a1a1a1a1a1a1a1a1", "chat", 2000, 2100, {
+            **chat, "error.type": "429", "http.response.status_code": 429}, {"code": 2}),
+        _json_span("b4b4b4b4b4b4b4b4", "a1a1a1a1a1a1a1a1", "chat", 3000, 3100, {**chat},
+                   {"code": "STATUS_CODE_ERROR", "message": "HTTP 500 from upstream"}),
+        # An application span that merely names a model is not a request.
+        _json_span("c1c1c1c1c1c1c1c1", "a1a1a1a1a1a1a1a1", "load settings", 4000, 4100,
+                   {"gen_ai.request.model": OPENAI, "app.setting": "model"}),
+    )
+    base = {"model": OPENAI, "provider": "openai", "task": "planner"}
+    check_rows(_rows(shared_collector, "src-json"), [
+        Expect(**base, input_tokens=20, output_tokens=4, cache_read=8),
+        Expect(**base, input_tokens=30, output_tokens=6, streaming=True, ttft=True),
+        Expect(**base, status="rate_limited", failure_reason="429"),
+        Expect(**base, status="provider_error", failure_reason="error"),
+    ])
