@@ -1,6 +1,7 @@
-"""Collector throughput: spans/s stored through POST /v1/traces against decoding alone.
+"""Collector throughput: spans/s stored through OTLP/HTTP and OTLP/gRPC against decoding alone.
 
     python benchmarks/bench_collector.py [--batches 120] [--clients 3] [--workers 2] [--db sqlite|URL]
+                                         [--transport both|http|grpc]
 
 Builds ``--batches`` OTLP protobuf requests of 512 realistic GenAI spans (several
 providers, models and tasks; usage, cache tokens, finish reasons, some errors, each span
@@ -10,7 +11,9 @@ under an application span that is not exported in the same batch), then
 2. starts the collector as a subprocess (``python -m llmlens.collector.server``) on a
    temporary SQLite file and posts the same requests from ``--clients`` concurrent
    clients, retrying 503s as exporters do. Every 200 means committed, so the time to the
-   last 200 is the time to store everything.
+   last 200 is the time to store everything;
+3. does the same over OTLP/gRPC (``TraceService/Export`` with the same bytes), retrying
+   ``RESOURCE_EXHAUSTED``/``UNAVAILABLE``, into a fresh store.
 
 Prints both rates, their ratio, and the collector's peak RSS (VmHWM, its processes added
 up). Target: at least 20,000 spans/s stored on SQLite on a 2-core machine. One collector
@@ -30,6 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -139,13 +143,48 @@ def _peak_rss_mib(pid: int) -> float:
     return total
 
 
+def _http_sender(url: str) -> Any:
+    http = httpx.Client(timeout=60)
+
+    def send(body: bytes) -> bool:
+        answer = http.post(url + "/v1/traces", content=body, headers={"content-type": "application/x-protobuf"})
+        if answer.status_code == 200:
+            return True
+        if answer.status_code not in (429, 503):
+            raise RuntimeError(f"collector answered {answer.status_code}")
+        return False
+
+    return send
+
+
+def _grpc_sender(port: int) -> Any:
+    import grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+    retryable = {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE}
+
+    def send(body: bytes) -> bool:
+        try:
+            export(body, timeout=60)
+            return True
+        except grpc.RpcError as exc:
+            if exc.code() not in retryable:
+                raise RuntimeError(f"collector answered {exc.code()}") from None
+            return False
+
+    return send
+
+
 def measure_collector(bodies: list[bytes], clients: int, db_url: str, queue: int,
-                      workers: int = 1) -> tuple[float, float, int]:
+                      workers: int = 1, transport: str = "http") -> tuple[float, float, int]:
     port = _free_port()
+    grpc_port = _free_port() if transport == "grpc" else 0
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "llmlens.collector.server", "--port", str(port), "--db", db_url,
-         "--log-level", "warning", "--queue-max-batches", str(queue), "--workers", str(workers)],
+         "--log-level", "warning", "--queue-max-batches", str(queue), "--workers", str(workers),
+         "--grpc-port", str(grpc_port)],
     )
     try:
         deadline = time.monotonic() + 30
@@ -162,22 +201,16 @@ def measure_collector(bodies: list[bytes], clients: int, db_url: str, queue: int
         refused = [0]
 
         def client() -> None:
-            with httpx.Client(timeout=60) as http:
-                while True:
+            send = _grpc_sender(grpc_port) if transport == "grpc" else _http_sender(url)
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    body = pending.pop()
+                while not send(body):
                     with lock:
-                        if not pending:
-                            return
-                        body = pending.pop()
-                    while True:
-                        answer = http.post(url + "/v1/traces", content=body,
-                                           headers={"content-type": "application/x-protobuf"})
-                        if answer.status_code == 200:
-                            break
-                        if answer.status_code not in (429, 503):
-                            raise RuntimeError(f"collector answered {answer.status_code}")
-                        with lock:
-                            refused[0] += 1
-                        time.sleep(0.05)  # a real exporter waits Retry-After; this keeps the pressure on
+                        refused[0] += 1
+                    time.sleep(0.05)  # a real exporter waits Retry-After; this keeps the pressure on
 
         threads = [threading.Thread(target=client) for _ in range(clients)]
         started = time.perf_counter()
@@ -210,6 +243,7 @@ def main() -> None:
     parser.add_argument("--queue", type=int, default=32, help="collector --queue-max-batches")
     parser.add_argument("--db", default="sqlite", help="'sqlite' for a temp file, or a store URL")
     parser.add_argument("--workers", type=int, default=2, help="collector --workers (one core each)")
+    parser.add_argument("--transport", choices=["both", "http", "grpc"], default="both")
     args = parser.parse_args()
 
     print(f"building {args.batches} requests of {SPANS_PER_BATCH} spans…", flush=True)
@@ -217,14 +251,20 @@ def main() -> None:
     print(f"  {sum(map(len, bodies)) / len(bodies) / 1024:.0f} KiB per request (protobuf)")
     decode_rate = max(measure_decode(bodies) for _ in range(3))
     print(f"decode only:            {decode_rate:>10,.0f} spans/s")
-    with tempfile.TemporaryDirectory() as tmp:
-        db_url = f"sqlite:///{os.path.join(tmp, 'bench.db')}" if args.db == "sqlite" else args.db
-        stored_rate, peak, refused = measure_collector(bodies, args.clients, db_url, args.queue, args.workers)
-    print(f"stored via collector:   {stored_rate:>10,.0f} spans/s  "
-          f"({args.workers} workers, {args.clients} clients, {refused} 503s retried)")
-    print(f"ratio stored/decode:    {stored_rate / decode_rate:>10.2f}")
-    print(f"collector peak RSS:     {peak:>10.0f} MiB")
-    print(f"target ≥ 20,000 spans/s stored: {'met' if stored_rate >= 20_000 else 'NOT met'}")
+    transports = ["http", "grpc"] if args.transport == "both" else [args.transport]
+    for transport in transports:
+        if args.db != "sqlite" and transport != transports[0]:
+            print(f"(skipping {transport}: a store URL is used once, its rows would be duplicates)")
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            db_url = f"sqlite:///{os.path.join(tmp, 'bench.db')}" if args.db == "sqlite" else args.db
+            stored_rate, peak, refused = measure_collector(bodies, args.clients, db_url, args.queue,
+                                                           args.workers, transport)
+        print(f"stored via OTLP/{transport:<5}  {stored_rate:>10,.0f} spans/s  "
+              f"({args.workers} workers, {args.clients} clients, {refused} refusals retried)")
+        print(f"  ratio stored/decode:  {stored_rate / decode_rate:>10.2f}")
+        print(f"  collector peak RSS:   {peak:>10.0f} MiB")
+        print(f"  target ≥ 20,000 spans/s stored: {'met' if stored_rate >= 20_000 else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -9,14 +9,14 @@ the transaction that writes the batch's rows, so a batch is all or nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from llmlens.collector.store._tables import llm_spans, llm_trace_names
+from llmlens.collector.store._tables import SpanRow, llm_spans, llm_trace_names
 from llmlens.collector.store._time import as_utc
 
 __all__ = ["NameLike", "fill_tasks", "name_rows", "save_names"]
@@ -26,12 +26,20 @@ _t = llm_spans.c
 
 
 class NameLike(Protocol):
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None
-    name: str
-    start_time: datetime
-    end_time: datetime
+    """A named span (``collector._lineage.NamedSpan``): read-only fields."""
+
+    @property
+    def trace_id(self) -> str: ...
+    @property
+    def span_id(self) -> str: ...
+    @property
+    def parent_span_id(self) -> str | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def start_time(self) -> datetime: ...
+    @property
+    def end_time(self) -> datetime: ...
 
 
 def save_names(conn: Connection, names: Sequence[NameLike]) -> None:
@@ -72,9 +80,9 @@ def fill_tasks(conn: Connection, names: Sequence[NameLike]) -> list[tuple[dict[s
     return changed
 
 
-def name_rows(conn: Connection, rows: Iterable[MutableMapping[str, Any]]) -> None:
+def name_rows(conn: Connection, rows: Iterable[SpanRow]) -> None:
     """Set each row's task from the innermost stored name of its trace holding its start."""
-    pending = [row for row in rows if row.get("task") is None]
+    pending = [row for row in rows if row["task"] is None]
     if not pending:
         return
     trace_ids = sorted({row["trace_id"] for row in pending})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select, text, update
@@ -10,7 +10,7 @@ from sqlalchemy import Engine, bindparam, func, select, text, update
 from llmlens.collector.store import _names, _rollup, _write
 from llmlens.collector.store._engine import ensure_schema, get_engine, safe_url
 from llmlens.collector.store._errors import translated
-from llmlens.collector.store._tables import llm_spans
+from llmlens.collector.store._tables import SpanRow, llm_spans
 
 __all__ = ["Store", "open_store"]
 
@@ -40,7 +40,7 @@ class Store:
         rows: Sequence[Mapping[str, Any]],
         *,
         names: Sequence[_names.NameLike] = (),
-        unresolved: Sequence[MutableMapping[str, Any]] = (),
+        unresolved: Sequence[SpanRow] = (),
     ) -> int:
         """Insert rows in one transaction; return how many were new (duplicates are skipped).
 
