@@ -48,6 +48,8 @@ _NAME_TO_STATUS: Final[dict[str, str]] = {
     "KeyboardInterrupt": CANCELLED,
     "GeneratorExit": CANCELLED,
     "InvalidOutput": INVALID_OUTPUT,
+    # instructor gives up: the model's answers never validated against response_model.
+    "InstructorRetryException": INVALID_OUTPUT,
     "BadRequestError": CLIENT_ERROR,
     "AuthenticationError": CLIENT_ERROR,
     "PermissionDeniedError": CLIENT_ERROR,
