@@ -6,6 +6,8 @@ client, so the provider of a row must come from each request, not from LiteLLM's
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import litellm
@@ -31,6 +33,23 @@ pytestmark = [
         r"ignore:Accessing the '(model_fields|model_computed_fields)' attribute on the instance is deprecated"
         ":pydantic.warnings.PydanticDeprecatedSince211"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _main_thread_event_loop() -> Iterator[None]:
+    """Give LiteLLM the event loop it asks for, and close it after the test.
+
+    A sync completion dispatches LiteLLM's service logging through ``asyncio.get_event_loop()``
+    in the calling thread: without a loop there, that creates one and never closes it (and
+    Python 3.12+ warns). The leaked loop would be collected during some later test.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def _complete(fake: FakeProvider, provider: str, *, stream: bool) -> str:
