@@ -17,6 +17,7 @@ from pathlib import Path
 
 import loopback_guard
 import pytest
+from fake_hosts import hosts_variable
 from fake_provider import FakeProvider, Reply
 
 import llmlens
@@ -62,6 +63,12 @@ def fake(_fake_server: FakeProvider) -> Iterator[FakeProvider]:
     _fake_server.default = Reply()
     yield _fake_server
     _fake_server._queue.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fake_hosts(_fake_server: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    """llmlens knows the fake provider's names as a user's self-hosted servers (see fake_hosts)."""
+    monkeypatch.setenv("LLMLENS_HOSTS", hosts_variable(_fake_server))
 
 
 @pytest.fixture

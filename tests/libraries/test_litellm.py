@@ -12,6 +12,7 @@ from typing import Any
 
 import litellm
 import pytest
+from fake_hosts import claude_url
 from fake_provider import FakeProvider
 from stored_rows import assert_priced_row, assert_timing, stored_rows
 
@@ -57,7 +58,7 @@ def _complete(fake: FakeProvider, provider: str, *, stream: bool) -> str:
     if provider == "openai":
         target: dict[str, Any] = {"model": f"openai/{OPENAI_MODEL}", "api_base": fake.url + "/v1"}
     else:
-        target = {"model": f"anthropic/{ANTHROPIC_MODEL}", "api_base": fake.url}
+        target = {"model": f"anthropic/{ANTHROPIC_MODEL}", "api_base": claude_url(fake)}
     if not stream:
         response: Any = litellm.completion(messages=MESSAGES, api_key="test", **target)
         return str(response.choices[0].message.content)
