@@ -9,18 +9,22 @@ stays quiet for ``cooldown_minutes``.
 
 Events are recorded whether or not the webhook answered (``delivered``/``delivery_error``),
 so a dead webhook never loses an alert. The payload carries a ``text`` field, so Slack and
-Mattermost incoming webhooks show it as is.
+Mattermost incoming webhooks show it as is. Task names come from spans, so in ``text``
+they (and rule names) are quoted by :func:`llmlens.collector.escape.chat`: whoever can
+send a span cannot put a link, an image or an ``@channel`` into the team's chat. The
+structured fields (``task``, ``rule``) and the recorded message keep the values as they are.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from llmlens.collector import queries
+from llmlens.collector import escape, queries
 from llmlens.collector.store import (
     Store,
     add_alert_rule,
@@ -106,15 +110,16 @@ def _observations(store: Store, rule: dict[str, Any], now: datetime) -> list[tup
     return [(row["task"], row) for row in totals]
 
 
-def _message(rule: dict[str, Any], task: str | None, value: float, calls: int) -> str:
-    where = f" for task {task}" if task else ""
+def _message(rule: dict[str, Any], task: str | None, value: float, calls: int,
+             quote: Callable[[object], str] = str) -> str:
+    where = f" for task {quote(task)}" if task else ""
     if rule["metric"].endswith("_rate"):
         shown, limit = f"{value:.1%}", f"{rule['threshold']:.1%}"
     elif rule["metric"].endswith("_usd"):
         shown, limit = f"${value:,.4f}", f"${rule['threshold']:,.4f}"
     else:
         shown, limit = f"{value:,.0f} ms", f"{rule['threshold']:,.0f} ms"
-    return (f"[llmlens] {rule['name']}{where}: {rule['metric']} = {shown} over the last "
+    return (f"[llmlens] {quote(rule['name'])}{where}: {rule['metric']} = {shown} over the last "
             f"{rule['window_minutes']} min ({calls} calls), above {limit}")
 
 
@@ -159,10 +164,13 @@ def check_alerts(store: Store, *, now: datetime | None = None, send: bool = True
             url = rule["webhook_url"] or default_webhook
             error = None
             if send and url:
-                payload = {"text": message, "rule": rule["name"], "metric": rule["metric"],
+                payload = {"text": _message(rule, task, float(value), calls, quote=escape.chat),
+                           "rule": rule["name"], "metric": rule["metric"],
                            "value": float(value), "threshold": rule["threshold"], "task": task,
                            "window_minutes": rule["window_minutes"], "calls": calls,
-                           "fired_at": now.isoformat()}
+                           "fired_at": now.isoformat(),
+                           # Slack fetches a preview of links it unfurls; a chat alert needs none.
+                           "unfurl_links": False, "unfurl_media": False}
                 error = _send(url, payload, timeout)
                 if error:
                     logger.warning("llmlens: alert %r not delivered: %s", rule["name"], error)

@@ -12,7 +12,7 @@ from typing import Final
 
 import streamlit as st
 
-from llmlens.collector import queries
+from llmlens.collector import escape, queries
 from llmlens.collector.queries import Filters
 from llmlens.dashboard._source import ViewContext, clear_cache
 
@@ -75,5 +75,5 @@ def sidebar(url: str, store_label: str) -> ViewContext:
         end = end or last
     bucket = queries.choose_bucket(start, end) if start and end else 3600
 
-    st.sidebar.caption(f"Store: `{store_label}`  \nTimes are UTC. Results refresh every 30 s.")
+    st.sidebar.caption(f"Store: {escape.markdown(store_label)}  \nTimes are UTC. Results refresh every 30 s.")
     return ViewContext(url, filters, bucket)

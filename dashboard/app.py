@@ -17,7 +17,9 @@ _VIEWS = Path(__file__).parent / "views"
 
 def main() -> None:
     """Draw one run of the app: navigation, the empty-store greeting or sidebar and view."""
-    st.set_page_config(page_title="llmlens", page_icon=":material/monitoring:", layout="wide")
+    # An emoji icon: Streamlit draws it as an inline SVG, where a ":material/…:" page icon
+    # makes every visitor's browser fetch it from fonts.gstatic.com.
+    st.set_page_config(page_title="llmlens", page_icon="📈", layout="wide")
     navigation = st.navigation([
         st.Page(_VIEWS / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
         st.Page(_VIEWS / "cost.py", title="Cost", icon=":material/payments:"),

@@ -3,6 +3,10 @@
 Each builder takes the small lists of dicts that :mod:`llmlens.collector.queries` returns
 and gives back a ``go.Figure``; none of them touches the database or Streamlit, so they
 are tested and reused (reports, notebooks) without either. Time axes are UTC.
+
+Group names (tasks, models, prompt versions, failure reasons) come from spans, and Plotly
+renders a subset of HTML, links included, in ticks, legends and hover labels: every name
+goes through :func:`llmlens.collector.escape.plotly` before it becomes part of a figure.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any, Final
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from llmlens.collector import escape
 from llmlens.dashboard import _format
 
 __all__ = [
@@ -61,7 +66,7 @@ def _layout(fig: go.Figure, title: str, *, height: int = 340, legend: bool = Tru
 
 
 def _group_label(row: Mapping[str, Any], keys: Sequence[str]) -> str:
-    return " · ".join(_format.label(row.get(key)) for key in keys)
+    return escape.plotly(" · ".join(_format.label(row.get(key)) for key in keys))
 
 
 def spend_and_calls(series: Rows, title: str = "Spend and calls") -> go.Figure:
@@ -106,7 +111,7 @@ def stacked_over_time(
     for group in order:
         points = sorted(stacks[group].items())
         fig.add_trace(go.Bar(
-            x=[p[0] for p in points], y=[p[1] for p in points], name=group,
+            x=[p[0] for p in points], y=[p[1] for p in points], name=escape.plotly(group),
             marker_color=(colors or {}).get(group),
             hovertemplate="$%{y:.4f}" if money else "%{y:,}",
         ))
@@ -154,7 +159,7 @@ def bars_by_group(
 
 def wasted_spend(rows: Rows, by: str = "task", title: str = "Wasted spend") -> go.Figure:
     """Retried attempts and failed calls as stacked bars per group (rows of ``retry_waste``)."""
-    labels = [_format.label(r.get(by)) for r in rows]
+    labels = [_group_label(r, (by,)) for r in rows]
     fig = go.Figure()
     fig.add_trace(go.Bar(y=labels, x=[r["retry_spend_usd"] for r in rows], orientation="h",
                          name="retried attempts", marker_color=STATUS_COLORS["rate_limited"]))

@@ -17,15 +17,21 @@ class CLIError(Exception):
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from llmlens.dashboard._demo_store import choose_demo_store
     from llmlens.dashboard.demo import run_demo
 
-    summary = run_demo(db_url=args.db, calls=args.calls, seed=args.seed)
-    print(summary)
+    mode = "append" if args.append else "fresh" if args.fresh else "ask"
+    interactive = sys.stdin is not None and sys.stdin.isatty()
+    target = choose_demo_store(args.db, mode, interactive=interactive)
+    if target.note:
+        print(target.note, flush=True)
+    summary = run_demo(db_url=target.url, calls=args.calls, seed=args.seed)
+    print(summary, flush=True)
     if args.no_dashboard:
         return 0
     from llmlens.dashboard.launch import run_dashboard
 
-    return run_dashboard(args.db, host=args.host, port=args.port, headless=args.headless)
+    return run_dashboard(target.url, host=args.host, port=args.port, headless=args.headless)
 
 
 def _cmd_collector(args: argparse.Namespace) -> int:
@@ -156,6 +162,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="write a realistic workload into the store, then open the dashboard")
     demo.add_argument("--db", help=db_help)
+    existing = demo.add_mutually_exclusive_group()
+    existing.add_argument("--append", "--yes", "-y", action="store_true",
+                          help="add to a store that already holds calls, without asking")
+    existing.add_argument("--fresh", action="store_true",
+                          help="if the store holds calls, write a fresh <name>-demo.db next to it instead "
+                               "(what happens without a terminal to ask on)")
     demo.add_argument("--calls", type=int, default=1500, help="how many logical calls to simulate")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--no-dashboard", action="store_true", help="only write the workload")

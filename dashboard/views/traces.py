@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import streamlit as st
 
-from llmlens.collector import queries
+from llmlens.collector import escape, queries
 from llmlens.collector.queries import Filters
 from llmlens.dashboard import _format, charts
 from llmlens.dashboard._source import ViewContext, current_view
@@ -84,17 +84,21 @@ def _page_cursors(filters: Filters) -> list[queries.Cursor]:
 
 
 def _show_call(call: dict[str, Any], attempts: list[dict[str, Any]]) -> None:
+    # Metric values, tooltips and expander labels are Markdown: span values go in escaped.
+    # The ids go in a code block, which is text, and copyable.
+    reason = call["failure_reason"]
     st.subheader("Call")
     kpis([
-        ("Status", call["status"], call["failure_reason"]),
+        ("Status", escape.markdown(call["status"]), escape.markdown(reason) if reason else None),
         ("Attempts", str(len(attempts)), None),
         ("Latency", _format.ms(call["latency_ms"]), "The whole call, retries and backoff included."),
         ("Cost", _format.usd(call["cost_usd"]), "All attempts; — when a model is unpriced."),
     ])
-    st.caption(f"trace `{call['trace_id']}` · call `{call['call_id'] or call['span_id']}`")
+    st.code(f"trace {call['trace_id']}\ncall  {call['call_id'] or call['span_id']}", language=None)
     table(attempts, _ATTEMPT_COLUMNS, key="traces.attempts")
     for attempt in attempts:
-        title = f"Attempt {attempt['attempt']} · {attempt['status']} · span {attempt['span_id']}"
+        title = (f"Attempt {attempt['attempt']} · {escape.markdown(attempt['status'])} · "
+                 f"span {escape.markdown(attempt['span_id'])}")
         with st.expander(title, expanded=len(attempts) == 1):
             st.json(attempt["attributes"], expanded=True)
 

@@ -227,9 +227,11 @@ def test_time_ranges_select_rows(store: Store, span_row: Callable[..., dict[str,
 
 def test_an_outdated_store_says_how_to_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlite3
+    from contextlib import closing
 
     path = tmp_path / "old.db"
-    with sqlite3.connect(path) as conn:
+    # A sqlite3 connection's own "with" commits but does not close: closing() does.
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
         conn.execute("INSERT INTO alembic_version VALUES ('0000')")
     monkeypatch.setenv("LLMLENS_DB_URL", f"sqlite:///{path}")

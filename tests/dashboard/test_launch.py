@@ -1,15 +1,15 @@
-"""``run_dashboard`` and the package's public surface."""
+"""``dashboard_command`` and the package's public surface (starting it for real: test_first_run.py)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Any
+import tomllib
 
 import pytest
 
 import llmlens.dashboard
-from llmlens.dashboard import APP_PATH, dashboard_command, run_dashboard
+from llmlens.dashboard import APP_PATH, dashboard_command
 
 
 def test_public_names_are_declared_sorted_and_exist() -> None:
@@ -32,36 +32,27 @@ def test_the_app_and_its_views_ship_inside_the_package() -> None:
     assert not (APP_PATH.parent / "pages").exists()  # Streamlit would auto-discover that folder
 
 
-def test_dashboard_command_runs_streamlit_on_the_packaged_app() -> None:
-    command = dashboard_command(host="0.0.0.0", port=9000, headless=False)
+def test_dashboard_command_runs_streamlit_on_the_packaged_app_headless() -> None:
+    command = dashboard_command(host="0.0.0.0", port=9000)
     assert command[:5] == [sys.executable, "-m", "streamlit", "run", str(APP_PATH)]
     flags = dict(zip(command[5::2], command[6::2], strict=True))
     assert flags["--server.address"] == "0.0.0.0"
     assert flags["--server.port"] == "9000"
-    assert flags["--server.headless"] == "false"
+    # Headless always: Streamlit's e-mail prompt and promotional popup are for developers.
+    assert flags["--server.headless"] == "true"
+    assert flags["--server.showEmailPrompt"] == "false"
     assert flags["--browser.gatherUsageStats"] == "false"
 
 
-def test_run_dashboard_hands_the_store_over_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: dict[str, Any] = {}
-
-    def fake_run(command: list[str], env: dict[str, str], check: bool) -> subprocess.CompletedProcess[bytes]:
-        seen.update(command=command, env=env)
-        return subprocess.CompletedProcess(command, 3)
-
-    monkeypatch.setattr(subprocess, "run", fake_run)
-    assert run_dashboard("sqlite:///elsewhere.db", port=8765) == 3
-    assert seen["env"]["LLMLENS_DB_URL"] == "sqlite:///elsewhere.db"
-    assert "8765" in seen["command"]
-
-
-def test_run_dashboard_without_a_url_keeps_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LLMLENS_DB_URL", "sqlite:///from-env.db")
-    seen: dict[str, Any] = {}
-    monkeypatch.setattr(subprocess, "run",
-                        lambda command, env, check: seen.update(env=env) or subprocess.CompletedProcess(command, 0))
-    assert run_dashboard(None) == 0
-    assert seen["env"]["LLMLENS_DB_URL"] == "sqlite:///from-env.db"
+def test_the_packaged_streamlit_config_sits_next_to_the_app_and_says_the_same() -> None:
+    config = tomllib.loads((APP_PATH.parent / ".streamlit" / "config.toml").read_text())
+    command = dashboard_command()
+    flags = dict(zip(command[5::2], command[6::2], strict=True))
+    for section, options in config.items():
+        for name, value in options.items():
+            flag = flags[f"--{section}.{name}"]
+            assert flag == (str(value).lower() if isinstance(value, bool) else str(value))
+    assert config["server"]["headless"] is True and config["server"]["showEmailPrompt"] is False
 
 
 def test_a_port_out_of_range_is_refused() -> None:
