@@ -1,5 +1,6 @@
 # The two commands of the README's quick start: `make demo` and `make test`.
-PYTHON ?= python3
+# The oldest Python the package supports (requires-python, classifiers) builds .venv ...
+PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -7,7 +8,16 @@ STAMP := $(VENV)/.installed
 COMPAT_VENV ?= .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
 
-.PHONY: demo test test-compat lint bench clean
+# ... and `make test` runs the suite again on the newest: python3.13 on PATH, else pyenv's
+# 3.13 (its shim refuses a version that is not selected).
+ifndef NEWEST_PYTHON
+NEWEST_PYTHON := $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13),\
+	$(shell $(p) -c "" >/dev/null 2>&1 && echo $(p))))
+endif
+NEWEST_VENV ?= .venv-3.13
+NEWEST_STAMP := $(NEWEST_VENV)/.installed
+
+.PHONY: demo test test-compat test-newest lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +31,24 @@ $(COMPAT_STAMP): pyproject.toml tests/requirements-compat.txt
 	$(COMPAT_VENV)/bin/python -m pip install --quiet -e . -r tests/requirements-compat.txt
 	touch $(COMPAT_STAMP)
 
+$(NEWEST_STAMP): pyproject.toml
+	@test -n "$(NEWEST_PYTHON)" || { echo "make test needs Python 3.13: set NEWEST_PYTHON=/path/to/python3.13"; exit 1; }
+	$(NEWEST_PYTHON) -m venv $(NEWEST_VENV)
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(NEWEST_VENV)/bin/python -m pip install --quiet -e ".[server,dev]"
+	touch $(NEWEST_STAMP)
+
 demo: $(STAMP)  ## a realistic workload into ./llmlens.db, then the dashboard
 	$(BIN)/llmlens demo
 
-test: $(STAMP) test-compat  ## both environments: the whole suite (starts its own PostgreSQL when the binaries are there)
+test: $(STAMP) test-compat test-newest  ## the whole suite on Python 3.11 and 3.13, and the second environment (starts its own PostgreSQL when the binaries are there)
 	$(BIN)/python -m pytest
 
 test-compat: $(COMPAT_STAMP)  ## the tests of the second environment: instructor, LangChain on openai 2.x over httpx
 	$(COMPAT_VENV)/bin/python -m pytest tests/libraries/compat tests/libraries/test_langchain.py
+
+test-newest: $(NEWEST_STAMP)  ## the whole suite on the newest supported Python
+	$(NEWEST_VENV)/bin/python -m pytest
 
 lint: $(STAMP)  ## ruff, and mypy --strict on an installed copy (the folder mapping hides the editable one)
 	$(BIN)/ruff check .
@@ -39,4 +59,4 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(COMPAT_VENV) $(NEWEST_VENV) build *.egg-info .pytest_cache

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 
 class CLIError(Exception):
@@ -20,7 +21,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from llmlens.dashboard._demo_store import choose_demo_store
     from llmlens.dashboard.demo import run_demo
 
-    mode = "append" if args.append else "fresh" if args.fresh else "ask"
+    mode: Literal["ask", "append", "fresh"] = "append" if args.append else "fresh" if args.fresh else "ask"
     interactive = sys.stdin is not None and sys.stdin.isatty()
     target = choose_demo_store(args.db, mode, interactive=interactive)
     if target.note:
