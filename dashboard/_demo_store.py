@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from sqlalchemy.engine import make_url
-
 from llmlens.collector.store import dispose_engines, open_store, resolve_url, summary
 
 Mode = Literal["ask", "append", "fresh"]
@@ -40,10 +38,13 @@ class DemoTarget:
 
 def _sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL; None for other databases and in-memory SQLite."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+    # sqlite:///relative.db, sqlite:////absolute.db (the store's own reading of the URL).
+    if not url.startswith("sqlite") or ":///" not in url:
         return None
-    return Path(parsed.database).expanduser()
+    database = url.split(":///", 1)[1].split("?", 1)[0]
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
 
 
 def _calls_in(url: str) -> int:
@@ -57,7 +58,7 @@ def _fresh_sibling(url: str, path: Path) -> tuple[str, Path]:
     # llmlens.db -> llmlens-demo.db; a demo store is its own fresh sibling (replaced).
     stem = path.stem if path.stem.endswith(_DEMO_SUFFIX) else path.stem + _DEMO_SUFFIX
     fresh = path.with_name(stem + (path.suffix or ".db"))
-    return make_url(url).set(database=str(fresh)).render_as_string(hide_password=False), fresh
+    return url.split(":///", 1)[0] + ":///" + str(fresh), fresh
 
 
 def _remove_sqlite_store(path: Path) -> None:
@@ -78,7 +79,7 @@ def choose_demo_store(db_url: str | None, mode: Mode = "ask", *, interactive: bo
     """
     url = resolve_url(db_url)
     calls = _calls_in(url)
-    shown = make_url(url).render_as_string(hide_password=True)
+    shown = open_store(url).url if calls else url
     if calls == 0:
         return DemoTarget(url)
     held = f"{shown} already holds {calls:,} calls"
