@@ -102,7 +102,7 @@ def test_every_page_hands_span_values_to_markdown_and_plotly_escaped(hostile: di
     # Plotly reads tags and entities, not Markdown: no tag at all comes from data.
     assert "<" not in charts
     if page in ("overview", "cost", "latency"):
-        for task in (hostile["task"], hostile["task_html"], hostile["task_slack"], hostile["service_name"]):
+        for task in (hostile["task"], hostile["task_html"], hostile["task_slack"]):
             assert escape.plotly(task) in charts
 
 
@@ -207,7 +207,7 @@ def test_a_browser_on_every_page_of_a_hostile_store_requests_nothing_a_span_name
             if page in ("overview", "cost", "latency"):
                 # Plotly drew the names as their own characters.
                 text = _page_text(browser)
-                assert hostile["task_html"] in text and hostile["service_name"] in text, page
+                assert hostile["task_html"] in text and hostile["model"] in text, page
             if page == "traces":
                 text = _page_text(browser)
                 assert hostile["call_id"] in text and "provider_error" in text

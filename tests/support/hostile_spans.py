@@ -76,7 +76,7 @@ def write_hostile_store(store: Store, origin: str, now: datetime | None = None) 
         records.append(_record(120 + i, now - timedelta(minutes=30 - i), {
             "llmlens.task": values["task_slack"], "llmlens.status": "invalid_output",
             "llmlens.failure_reason": values["failure_reason"]}))
-    # No task: the row is grouped under its service's name.
+    # No task: the service's name is kept in its own column.
     records.append(_record(130, now - timedelta(minutes=20), {}, service=values["service_name"]))
     records.append(_record(140, now - timedelta(minutes=5), {
         "llmlens.task": values["task"], "llmlens.call_id": values["call_id"], "llmlens.status": "provider_error",
