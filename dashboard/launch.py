@@ -17,6 +17,7 @@ nothing is written into the user's HOME, and opening a browser tab is done here.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -84,6 +85,9 @@ def run_dashboard(db_url: str | None, host: str = "127.0.0.1", port: int = 8501,
         env["LLMLENS_DB_URL"] = db_url
     # The server never reads stdin: closed, nothing can ever wait on it.
     server = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+    # A service manager or a test stops the CLI with SIGTERM, which only this process gets:
+    # pass it on, or the server outlives its parent.
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: server.terminate())
     try:
         if not headless and _can_open_browser():
             shown = "localhost" if host in ("0.0.0.0", "::", "") else host
@@ -98,3 +102,5 @@ def run_dashboard(db_url: str | None, host: str = "127.0.0.1", port: int = 8501,
             server.kill()
             server.wait()
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -69,9 +69,14 @@ def dashboard_process(fresh_home: Path, tmp_path: Path, sqlite_url: str, make_st
                        or urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200,
                        90, "the dashboard to answer or exit")
             assert process.poll() is None, f"exited {process.returncode}: {log.read_text()}"
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            assert len(children) == 1  # the Streamlit server
             yield url, log
         finally:
             stop(process)
+    # Stopping the CLI stops the server it started.
+    wait_until(lambda: not Path(f"/proc/{children[0]}").exists()
+               or "zombie" in Path(f"/proc/{children[0]}/status").read_text(), 30, "the server to exit")
 
 
 def test_the_dashboard_starts_in_a_fresh_home_with_stdin_closed_and_writes_nothing_there(
