@@ -1,7 +1,8 @@
 """The embedded exporter: an OpenTelemetry ``SpanExporter`` that writes rows in-process.
 
-It runs behind a bounded export queue with its own worker thread, so the application
-never waits on the database. Like every exporter it never raises into the application.
+It runs behind llmlens' export pipeline (``llmlens._pipeline``: bounded queue, drop
+counters by cause, its own worker thread), so the application never waits on the
+database. Like every exporter it never raises into the application.
 
 When the database cannot be written (unreachable, restarting, disk full) a batch is not
 dropped: it goes to the on-disk spool (:mod:`llmlens.collector._spool`), fsynced, and
@@ -11,6 +12,9 @@ once it answers, replays the spool in order through the same ingest path (rows a
 on trace and span id, so a record replayed twice is one row). Only what the spool cannot
 take is lost: counted by cause (``spool_full``, ``disk_full``), logged with the exact
 count, and persisted into the store's ``llm_drops`` table once it is writable again.
+The pipeline's own losses (``queue_full``, ``shutdown``) reach the same ledger through
+:meth:`StoreSpanExporter.on_drop`; in a forked child :meth:`StoreSpanExporter.after_fork`
+leaves the parent's connections and pending counts to the parent.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ _CHECKPOINT_INTERVAL = 30.0
 class StoreSpanExporter(SpanExporter):
     """Normalize, price and store spans in the database at ``db_url``, spooling through outages.
 
-    >>> provider.add_span_processor(BatchSpanProcessor(StoreSpanExporter("sqlite:///llmlens.db")))  # doctest: +SKIP
+    >>> from llmlens._pipeline import ExportPipeline
+    >>> provider.add_span_processor(ExportPipeline(StoreSpanExporter("sqlite:///llmlens.db")))  # doctest: +SKIP
     """
 
     # Losses are counted here by cause, so the export queue must not count a FAILURE again.

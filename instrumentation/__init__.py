@@ -14,6 +14,7 @@ from __future__ import annotations
 from llmlens._config import Settings, configure, flush, get_settings, shutdown
 from llmlens._exceptions import InvalidOutput, LLMLensError
 from llmlens._observe import current_output, observe, propagate, record_usage
+from llmlens._pipeline import dropped
 from llmlens._retry import RetryPolicy
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Settings",
     "configure",
     "current_output",
+    "dropped",
     "flush",
     "get_settings",
     "observe",

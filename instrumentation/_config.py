@@ -16,18 +16,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from llmlens import semconv
+from llmlens import _pipeline, semconv
 from llmlens._merge import ProviderSpanMerger
 
 if TYPE_CHECKING:
@@ -39,6 +38,8 @@ DEFAULT_DB_URL = "sqlite:///llmlens.db"
 DEFAULT_SERVICE_NAME = "llmlens-app"
 DEFAULT_MAX_CONTENT_CHARS = 4096
 CAPTURE_MODES = ("all", "observed", "off")
+DEFAULT_EXIT_TIMEOUT = _pipeline.DEFAULT_EXIT_TIMEOUT
+DEFAULT_MAX_QUEUE_SIZE = _pipeline.DEFAULT_MAX_QUEUE_SIZE
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
@@ -57,6 +58,8 @@ class Settings:
     capture: str = "all"
     # Extra host (or host:port) -> provider names, for self-hosted OpenAI-compatible servers.
     hosts: dict[str, str] = field(default_factory=dict)
+    exit_timeout: float = DEFAULT_EXIT_TIMEOUT
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
 
 
 def _env_flag(name: str) -> bool | None:
@@ -89,6 +92,8 @@ def resolve_settings(
     max_content_chars: int | None = None,
     capture: str | None = None,
     hosts: Mapping[str, str] | None = None,
+    exit_timeout: float | None = None,
+    max_queue_size: int | None = None,
 ) -> Settings:
     """Combine explicit arguments with the environment into :class:`Settings`."""
     env = os.environ
@@ -112,6 +117,14 @@ def resolve_settings(
         capture = (env.get("LLMLENS_CAPTURE") or "all").strip().lower()
     if capture not in CAPTURE_MODES:
         raise ValueError(f"capture must be one of {', '.join(CAPTURE_MODES)}, got {capture!r}")
+    if exit_timeout is None:
+        exit_timeout = float(env.get("LLMLENS_EXIT_TIMEOUT") or DEFAULT_EXIT_TIMEOUT)
+    if not exit_timeout >= 0:
+        raise ValueError("exit_timeout must be zero or more seconds")
+    if max_queue_size is None:
+        max_queue_size = int(env.get("LLMLENS_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE_SIZE)
+    if max_queue_size <= 0:
+        raise ValueError("max_queue_size must be positive")
     return Settings(
         db_url=db_url,
         endpoint=endpoint,
@@ -123,6 +136,8 @@ def resolve_settings(
         # Host names are case-insensitive; explicit entries win over LLMLENS_HOSTS.
         hosts={key.lower(): value for key, value in {**_parse_pairs(env.get("LLMLENS_HOSTS")),
                                                      **dict(hosts or {})}.items()},
+        exit_timeout=exit_timeout,
+        max_queue_size=max_queue_size,
     )
 
 
@@ -149,11 +164,12 @@ class _SwitchableProcessor(SpanProcessor):
             processor.on_end(span)
 
     def shutdown(self) -> None:
+        # Reached from the provider's own exit hook: each pipeline bounds itself (exit_timeout).
         for processor in self.set_inner(()):
             processor.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return all(processor.force_flush(timeout_millis) for processor in self._inner)
+        return _pipeline.flush_all(self._inner, timeout_millis / 1000)
 
 
 class _AlsoExport(SpanProcessor):
@@ -229,6 +245,8 @@ def configure(
     hosts: Mapping[str, str] | None = None,
     also_export_to: TracerProvider | Literal[True] | None = None,
     max_content_chars: int | None = None,
+    exit_timeout: float | None = None,
+    max_queue_size: int | None = None,
     tracer_provider: TracerProvider | None = None,
     exporter: SpanExporter | None = None,
 ) -> Settings:
@@ -256,12 +274,18 @@ def configure(
     exporters (tests use the SDK's ``InMemorySpanExporter``). Calling ``configure``
     again replaces the previous configuration after flushing it.
 
+    Spans wait in a queue of ``max_queue_size`` (``LLMLENS_MAX_QUEUE_SIZE``, default 2048);
+    what does not fit is dropped, counted (:func:`llmlens.dropped`) and logged. At
+    interpreter exit without :func:`shutdown`, llmlens waits at most ``exit_timeout``
+    seconds (``LLMLENS_EXIT_TIMEOUT``, default 5) for its exporters, whatever they do.
+
     >>> import llmlens
     >>> llmlens.configure(db_url="sqlite:///llmlens.db")  # doctest: +SKIP
     """
     from llmlens import _hooks
 
-    settings = resolve_settings(db_url, endpoint, service_name, capture_content, max_content_chars, capture, hosts)
+    settings = resolve_settings(db_url, endpoint, service_name, capture_content, max_content_chars, capture, hosts,
+                                exit_timeout, max_queue_size)
     exporters = [exporter] if exporter is not None else _make_exporter(settings)
     with _state.lock:
         provider = tracer_provider if tracer_provider is not None else _own_provider(settings.service_name)
@@ -274,7 +298,8 @@ def configure(
         # The merger runs first so its on_start marks provider-SDK spans before export.
         inner: tuple[SpanProcessor, ...] = (
             ProviderSpanMerger(),
-            *(BatchSpanProcessor(e, schedule_delay_millis=500) for e in exporters),
+            *(_pipeline.ExportPipeline(e, max_queue_size=settings.max_queue_size,
+                                       exit_timeout=settings.exit_timeout) for e in exporters),
         )
         if also_export_to is not None:
             inner += (_AlsoExport(None if also_export_to is True else also_export_to),)
@@ -282,8 +307,7 @@ def configure(
         _state.settings = settings
         _state.capture = settings.capture
         _state.tracer = provider.get_tracer(semconv.SCOPE_NAME, _version())
-    for processor in old:
-        processor.shutdown()
+    _pipeline.shutdown_all(old, settings.exit_timeout)
     if settings.capture == "off":
         _hooks.uninstall()
     else:
@@ -333,46 +357,32 @@ def get_tracer() -> trace.Tracer:
     return tracer
 
 
-def _bounded(work: Callable[[], bool], timeout: float, name: str) -> bool:
-    # The SDK's BatchSpanProcessor.force_flush ignores its timeout and an exporter retrying
-    # an unreachable collector can hold it for many seconds: run it on a daemon thread and
-    # stop waiting at the deadline, so flush and shutdown return when they said they would.
-    outcome: list[bool] = []
-    worker = threading.Thread(target=lambda: outcome.append(bool(work())), name=name, daemon=True)
-    worker.start()
-    worker.join(max(0.0, timeout))
-    return bool(outcome and outcome[0])
-
-
 def flush(timeout: float = 10.0) -> bool:
-    """Export everything queued so far; True when it all made it within ``timeout`` seconds."""
+    """Export everything queued so far.
+
+    True when it all made it within ``timeout`` seconds and no span was dropped since the
+    previous flush (:func:`llmlens.dropped` says how many, and why).
+    """
     processor = _state.processor
     if processor is None:
         return True
-    return _bounded(lambda: processor.force_flush(int(timeout * 1000)), timeout, "llmlens-flush")
+    return _pipeline.flush_all(processor._inner, timeout)
 
 
 def shutdown(timeout: float = 10.0) -> bool:
     """Flush and stop llmlens' exporters within ``timeout`` seconds in all.
 
-    The application's TracerProvider is left running. Returns False when something was
-    still queued or exporting at the deadline (an unreachable collector, say); the
-    exporters are then left to finish on a daemon thread rather than holding up exit.
+    The application's TracerProvider is left running. Returns False when a span was
+    dropped since the previous flush, or was still queued or exporting at the deadline
+    (an unreachable collector, say); the exporters are then left to finish on daemon
+    threads rather than holding up exit.
     """
-    deadline = time.monotonic() + timeout
-    ok = flush(timeout)
     with _state.lock:
         processor = _state.processor
         _state.settings = None
         _state.capture = "off"
-    if processor is None:
-        return ok
-
-    def stop() -> bool:
-        processor.shutdown()
-        return True
-
-    return _bounded(stop, deadline - time.monotonic(), "llmlens-shutdown") and ok
+        old = processor.set_inner(()) if processor is not None else ()
+    return _pipeline.shutdown_all(old, timeout)
 
 
 def _reset_for_tests() -> None:
