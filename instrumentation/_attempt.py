@@ -412,7 +412,10 @@ def begin(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any], call: Call 
 def _record_input(attempt: Attempt, capture: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     attempt.capture = capture
     text = attempt.spec.input_text(args, kwargs)
-    attrs = {sc.PROMPT_HASH: prompt_hash(text)}
+    attrs: dict[str, Any] = {}
+    digest = prompt_hash(text)
+    if digest is not None:
+        attrs[sc.PROMPT_HASH] = digest
     if capture:
         attrs[sc.INPUT_MESSAGES] = _input_messages(text, kwargs.get("messages"), _settings().max_content_chars)
     attempt.span.set_attributes(attrs)
