@@ -40,7 +40,7 @@ from llmlens._exceptions import InvalidOutput
 from llmlens._redact import prompt_hash, redact_text
 from llmlens._retry import RetryPolicy
 from llmlens._usage import StreamUsage, extract, failed_request_model, response_text
-from llmlens._validation import Validator, failure_reason_of, make_validator
+from llmlens._validation import INVALID_OUTPUT_ERRORS, Validator, failure_reason_of, make_validator
 
 logger = logging.getLogger("llmlens")
 
@@ -71,9 +71,35 @@ def internal_error(where: str) -> None:
         _burst.suppressed += 1
         return
     suppressed, _burst.suppressed, _burst.last = _burst.suppressed, 0, now
-    # Always called from an except block: exc_info is the error of llmlens' own.
-    logger.warning("llmlens: internal error in %s (the call was not affected; %d similar suppressed)",
-                   where, suppressed, exc_info=True)
+    # Always called from an except block: exc_info is the error of llmlens' own. Its
+    # traceback may chain the application's exception, whose __str__ may raise too, and a
+    # handler may re-raise what it cannot format: logging must not break the call either.
+    _log("llmlens: internal error in %s (the call was not affected; %d similar suppressed)", where, suppressed,
+         exc_info=True)
+
+
+def _log(message: str, *args: object, exc_info: BaseException | bool) -> None:
+    try:
+        logger.warning(message, *args, exc_info=exc_info)
+    except BaseException:
+        try:
+            logger.warning(message, *args)
+        except BaseException:
+            pass
+
+
+_validator_burst = _Burst()
+
+
+def validator_bug(error: BaseException) -> None:
+    """The ``output=`` validator raised something that is not a verdict on the output."""
+    now = time.monotonic()
+    if now - _validator_burst.last < 60.0:
+        _validator_burst.suppressed += 1
+        return
+    suppressed, _validator_burst.suppressed, _validator_burst.last = _validator_burst.suppressed, 0, now
+    _log("llmlens: the output validator failed with %s, a bug in the validator rather than invalid output; the "
+         "result is returned unvalidated (%d similar suppressed)", type(error).__name__, suppressed, exc_info=error)
 
 
 # --- what is fixed per decorated function ----------------------------------------------------
@@ -154,13 +180,17 @@ class Spec:
 
 
 def _json_default(obj: Any) -> Any:
-    dump = getattr(obj, "model_dump", None)
-    if callable(dump):
-        try:
+    # Arguments are the application's objects: any of their methods may raise anything.
+    try:
+        dump = getattr(obj, "model_dump", None)
+        if callable(dump):
             return dump()
-        except Exception:
-            return str(obj)
-    return str(obj)
+    except BaseException:
+        pass
+    try:
+        return str(obj)
+    except BaseException:
+        return f"<{type(obj).__name__}>"
 
 
 def _settings() -> _config.Settings:
@@ -220,13 +250,14 @@ class Attempt:
             if usage is None:
                 usage = self.usage = StreamUsage(self.capture or self.spec.validator is not None)
             usage.add(item)
-        except Exception:
+        except BaseException:  # a chunk's property may raise anything; the stream goes on
             internal_error("stream item")
 
     def done(self, exc: BaseException | None) -> BaseException | None:
         """The stream ended: exhausted (exc None), or failed. Returns InvalidOutput to raise."""
         if self.ended:
             return None
+        raised: BaseException | None = None  # the validator's own BaseException, which goes on
         try:
             usage = self.usage
             attrs = dict(usage.attrs) if usage is not None else {}
@@ -234,22 +265,38 @@ class Attempt:
                 status, reason = _status.classify_exception(exc)
                 self.finish(status, reason, attrs, exc)
                 return None
-            text = usage.text() if usage is not None else None
+            try:
+                text = usage.text() if usage is not None else None
+            except BaseException:  # the chunks are foreign objects
+                internal_error("reading a stream's text")
+                text = None
             if self.spec.validator is not None:
                 try:
                     self.outcome = self.spec.validator(text)
-                except Exception as error:
+                except INVALID_OUTPUT_ERRORS as error:
                     reason = failure_reason_of(error)
                     failure = InvalidOutput(reason, error)
                     self.finish(_status.INVALID_OUTPUT, reason, attrs, failure)
                     failure.__cause__ = error
                     return failure
-                last_output.set(self.outcome)
+                except Exception as error:
+                    validator_bug(error)
+                except BaseException as interrupt:  # the validator's own KeyboardInterrupt: end, then let it go
+                    raised = interrupt
+                    self.finish(*_status.classify_exception(interrupt), attrs, interrupt)
+                    raise
+                else:
+                    last_output.set(self.outcome)
             if self.capture and text is not None:
                 attrs[sc.OUTPUT_MESSAGES] = _output_messages(text, _settings().max_content_chars)
             self.finish(_status.OK, None, attrs, None)
-        except Exception:
+        except BaseException as error:  # values read from the stream may raise anything when recorded
+            if error is raised:
+                raise
             internal_error("stream end")
+        finally:
+            if self.recording:  # whatever failed above, the span ends and makes its row
+                self.end_anyway()
         return None
 
     def cancel(self) -> None:
@@ -257,8 +304,9 @@ class Attempt:
             try:
                 usage = self.usage
                 self.finish(_status.CANCELLED, "abandoned", dict(usage.attrs) if usage else {}, None)
-            except Exception:
+            except BaseException:
                 internal_error("stream cancel")
+                self.end_anyway()
 
     # --------------------------------------------------------------------------------------
     def finish(self, status: str, reason: str | None, attrs: dict[str, Any],
@@ -291,7 +339,10 @@ class Attempt:
             attrs[sc.REQUESTS] = group.count
         span.set_attributes(attrs)
         if exc is not None:
-            _record_exception(span, exc, self.capture)
+            try:
+                _record_exception(span, exc, self.capture)
+            except BaseException:  # the exception's own __str__ may raise
+                internal_error("recording an exception")
         if status != _status.OK and status != _status.CANCELLED:
             span.set_status(Status(_ERROR_STATUS, reason))
         span.end()
@@ -301,6 +352,21 @@ class Attempt:
             group.settle(status, reason, final, call_ms, {sc.OUTPUT_MESSAGES: output} if output else None)
         if call is not None and final:
             call.finish(status, reason, attrs)
+
+    def end_anyway(self) -> None:
+        """End the spans recording failed to end, so the attempt still makes its row."""
+        self.ended = True
+        spans = [self.span] if self.call is None else [self.span, self.call.span]
+        for span in spans:
+            try:
+                if span.is_recording():
+                    span.end()
+            except BaseException:
+                internal_error("ending a span")
+
+    @property
+    def recording(self) -> bool:
+        return self.span.is_recording()
 
 
 def _record_exception(span: trace.Span, exc: BaseException, capture: bool) -> None:
@@ -398,7 +464,10 @@ def begin(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any], call: Call 
     if capture is None:
         capture = _settings().capture_content
     if capture or spec.hash_prompt:
-        _record_input(attempt, capture, args, kwargs)
+        try:
+            _record_input(attempt, capture, args, kwargs)
+        except BaseException:  # an argument's __str__ or __repr__ may raise anything
+            internal_error("recording the input")
     ctx = otel_context.set_value(ATTEMPT_KEY, attempt, _set_span_in_context(span, parent))
     attempt.context = ctx
     if attach:
@@ -465,19 +534,35 @@ def release(attempt: Attempt) -> None:
 def fail(attempt: Attempt, exc: BaseException, policy: RetryPolicy | None = None,
           number: int = 1) -> tuple[float, str] | None:
     """Record a failed attempt. Returns (delay, status) when the policy retries it."""
+    # The exception is the application's (or its SDK's): any of its properties may raise
+    # anything, and what llmlens reads from it must not cost the span or the retry.
     try:
         status, reason = _status.classify_exception(exc)
-        attrs: dict[str, Any] = {}
+    except BaseException:
+        internal_error("classifying an exception")
+        status, reason = _status.ERROR, type(exc).__name__
+    attrs: dict[str, Any] = {}
+    try:
         if not attempt.spec.has_model and (model := failed_request_model(exc)) is not None:
             attrs[sc.REQUEST_MODEL] = model
+    except BaseException:
+        internal_error("reading a failed request")
+    try:
         if policy is not None and policy.should_retry(status, number):
-            delay = policy.delay(number, exc)
+            try:
+                delay = policy.delay(number, exc)
+            except BaseException:  # Retry-After unreadable: the policy's own backoff
+                internal_error("reading Retry-After")
+                delay = policy.delay(number)
             if delay is not None:
                 attempt.finish(status, reason, attrs, exc, final=False)
                 return delay, status
         attempt.finish(status, reason, attrs, exc)
-    except Exception:
+    except BaseException:  # values read from the exception may raise anything when recorded
         internal_error("recording a failure")
+    finally:
+        if attempt.recording:
+            attempt.end_anyway()
     return None
 
 
@@ -503,25 +588,37 @@ def settle(attempt: Attempt, result: Any, args: tuple[Any, ...], kwargs: dict[st
         attrs = extract(target) if attempt.group is None else {}
         if sc.PROVIDER_NAME in attempt.spec.single_attrs:
             attrs.pop(sc.PROVIDER_NAME, None)  # an explicit observe(provider=) wins over inference
-    except Exception:
+    except BaseException:  # a result's property may raise anything, SystemExit included
         internal_error("reading the response")
         attrs = {}
     validator = attempt.spec.validator
     if validator is not None:
         try:
             value = validator(result)
-        except Exception as error:
+        except INVALID_OUTPUT_ERRORS as error:
             return _invalid(attempt, error, attrs, policy, number)
-        attempt.outcome = value
-        last_output.set(value)
+        except Exception as error:
+            validator_bug(error)
+        except BaseException as exc:  # the validator's own KeyboardInterrupt: end, then let it go
+            fail(attempt, exc)
+            raise
+        else:
+            attempt.outcome = value
+            last_output.set(value)
     try:
         if attempt.capture:
             text = response_text(result)
             if text is not None:
                 attrs[sc.OUTPUT_MESSAGES] = _output_messages(text, _settings().max_content_chars)
+    except BaseException:
+        internal_error("recording the answer")
+    try:
         attempt.finish(_status.OK, None, attrs, None)
-    except Exception:
+    except BaseException:  # values read from the result may raise anything when recorded
         internal_error("recording a result")
+    finally:
+        if attempt.recording:
+            attempt.end_anyway()
     return result
 
 
@@ -545,7 +642,7 @@ async def _settle_later(attempt: Attempt, awaitable: Any, args: tuple[Any, ...],
     return settle(attempt, result, args, kwargs)
 
 
-def _invalid(attempt: Attempt, error: Exception, attrs: dict[str, Any], policy: RetryPolicy | None,
+def _invalid(attempt: Attempt, error: BaseException, attrs: dict[str, Any], policy: RetryPolicy | None,
              number: int) -> Any:
     reason = "ValidationError"
     failure: InvalidOutput | None = None
@@ -556,8 +653,11 @@ def _invalid(attempt: Attempt, error: Exception, attrs: dict[str, Any], policy: 
             attempt.finish(_status.INVALID_OUTPUT, reason, attrs, failure, final=False)
             return RETRY
         attempt.finish(_status.INVALID_OUTPUT, reason, attrs, failure)
-    except Exception:
+    except BaseException:
         internal_error("recording invalid output")
+    finally:
+        if attempt.recording:
+            attempt.end_anyway()
     # Recorded above before the cause is attached: the span's stack trace must not carry the
     # validation error, whose message quotes the model's output.
     if failure is None:

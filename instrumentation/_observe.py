@@ -390,7 +390,7 @@ def record_usage(response: Any = None, *, input_tokens: int | None = None, outpu
             attempt.recorded = attrs
         else:
             attempt.recorded.update(attrs)
-    except Exception:
+    except BaseException:  # reading the response may run its properties: nothing of theirs escapes
         internal_error("record_usage")
 
 

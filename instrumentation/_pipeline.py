@@ -405,11 +405,28 @@ def _in_multiprocessing_child(_: Any) -> None:
         pass
 
 
+_exiting = False
+_pending_signal: int | None = None
+
+
 def _exit_child() -> None:
-    _at_exit()
+    global _exiting
+    _exiting = True
+    try:
+        _at_exit()
+    finally:
+        if _pending_signal is not None:  # terminated while flushing: die of it now, as asked
+            signal.signal(_pending_signal, signal.SIG_DFL)
+            os.kill(os.getpid(), _pending_signal)
 
 
 def _flush_then_die(signum: int, frame: Any) -> None:
+    global _pending_signal
+    if _exiting:
+        # A pool worker told to finish is flushing in its exit finalizer when terminate()
+        # follows: let that flush complete rather than start a second one beside it.
+        _pending_signal = signum
+        return
     # The handler may have interrupted this very thread inside the pipeline's lock: flush on
     # another thread and give up at the deadline rather than wait for a lock we hold.
     pipelines = [p for p in list(_live) if p._result is None]

@@ -124,14 +124,22 @@ def status_from_error_type(error_type: str | None, http_status: int | None = Non
 def http_status_of(exc: BaseException) -> int | None:
     """The HTTP status code an SDK exception carries, without importing the SDK."""
     for attr in ("status_code", "status", "http_status", "code"):
-        value = getattr(exc, attr, None)
+        value = _attribute(exc, attr)
         if isinstance(value, int) and 100 <= value <= 599:
             return value
-    response = getattr(exc, "response", None)
-    value = getattr(response, "status_code", None)
+    value = _attribute(_attribute(exc, "response"), "status_code")
     if isinstance(value, int):
         return value
     return None
+
+
+def _attribute(obj: object, name: str) -> object:
+    # An exception's properties are foreign code: one that raises (even SystemExit) means
+    # "not there", so the status still comes from the class name.
+    try:
+        return getattr(obj, name, None)
+    except BaseException:
+        return None
 
 
 def classify_exception(exc: BaseException) -> tuple[str, str]:

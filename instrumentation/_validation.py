@@ -17,9 +17,18 @@ from typing import Any, Final
 
 from llmlens._exceptions import InvalidOutput
 
-__all__ = ["Validator", "failure_reason_of", "make_validator"]
+__all__ = ["INVALID_OUTPUT_ERRORS", "Validator", "failure_reason_of", "make_validator"]
 
 Validator = Callable[[Any], Any]
+
+# What a validator raises to say "this output is invalid": pydantic's ValidationError and
+# json's JSONDecodeError are ValueErrors; a missing key or index (KeyError, IndexError), a
+# value of the wrong type (TypeError) and a failed ``assert`` are how hand-written
+# validators reject an answer. Anything else (ZeroDivisionError, AttributeError,
+# NameError, RuntimeError, ...) is a bug in the validator, not a property of the output:
+# it is logged, the call returns its result unvalidated, and no provider call is retried
+# because of it.
+INVALID_OUTPUT_ERRORS: Final = (InvalidOutput, ValueError, TypeError, LookupError, AssertionError)
 
 _FENCE: Final = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 _MAX_ERRORS: Final = 3
