@@ -18,9 +18,11 @@ What this one promises:
   flush. An exporter that counts its own losses (a spool that is full, say) calls
   :func:`record_drop` and sets ``counts_own_drops = True`` so a FAILURE is not counted
   twice.
-* **Persistable.** :func:`add_drop_listener` registers ``listener(cause, count)``,
-  called on a worker thread (never the application's) with each new loss, for the
-  store to persist. A listener must be quick; its errors are logged and ignored.
+* **Persistable.** The pipeline hands its own losses to its exporter's
+  ``on_drop(cause, count)`` when it has one (the embedded exporter persists them into the
+  store's ``llm_drops``), and :func:`add_drop_listener` registers
+  ``listener(cause, count)`` for every pipeline's. Both are called on a worker thread
+  (never the application's) and must be quick; their errors are logged and ignored.
 * **Timeouts honoured.** ``force_flush(timeout)`` and ``shutdown(timeout)`` return by
   their deadline whatever the exporter does; the worker is a daemon thread. At
   interpreter exit the pipelines are shut down within ``exit_timeout`` in all.
@@ -219,10 +221,16 @@ class ExportPipeline(SpanProcessor):
         if not any(new.values()):
             return
         self._last_report = now
+        on_drop = getattr(self.exporter, "on_drop", None)
         for cause, count in new.items():
             if count:
                 logger.error("llmlens: dropped %d spans (%s; %d still queued, queue holds %d)",
                              count, cause, queued, self.max_queue_size)
+                if callable(on_drop):
+                    try:
+                        on_drop(cause, count)
+                    except Exception:
+                        logger.warning("llmlens: the exporter could not count a loss", exc_info=True)
                 _notify(cause, count)
 
     # Flush and shutdown --------------------------------------------------------------------------
@@ -272,8 +280,8 @@ class ExportPipeline(SpanProcessor):
                 self._drop(SHUTDOWN, left)
                 self._done = self._enqueued
                 ok = False
+        self._report(force=True)  # before the exporter stops, so it can persist the count
         _bounded(self._shutdown_exporter, max(0.0, deadline - time.monotonic()), "llmlens-exporter-shutdown")
-        self._report(force=True)
         self._result = ok and not left
         return self._result
 

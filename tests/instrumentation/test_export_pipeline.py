@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 import llmlens
 from llmlens import _pipeline
 from llmlens._pipeline import ExportPipeline
-from llmlens.collector.store import open_store
+from llmlens.collector.store import Filters, drops_by_cause, open_store
 
 
 class GatedExporter(SpanExporter):
@@ -143,6 +144,9 @@ def test_twenty_thousand_calls_into_a_small_queue_are_stored_or_counted_never_si
     assert flushed is False and shut is True  # the loss was reported by the flush
     logged = sum(int(r.getMessage().split()[2]) for r in caplog.records if "(queue_full" in r.getMessage())
     assert logged == lost
+    # ... and persisted where the dashboard's banner reads them.
+    store = open_store(url)
+    assert drops_by_cause(store.engine, Filters.last(timedelta(days=1))) == {"queue_full": lost}
 
 
 def test_settings_read_the_exit_timeout_and_queue_size_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
