@@ -126,6 +126,10 @@ def litellm_otel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# LiteLLM declares TypedDicts with ``ReadOnly`` items and pydantic warns once per class it builds
+# on them (Python 3.13 has ``typing.ReadOnly``, so the warning shows there).
+@pytest.mark.filterwarnings(
+    r"ignore:Items? .* on TypedDict class '\w+' (is|are) using the `ReadOnly` qualifier:UserWarning")
 def test_litellm_otel_callback_rows_keep_cache_reads_and_its_reported_cost(
     shared_collector: Any, fake_provider: Any, litellm_otel: Any
 ) -> None:

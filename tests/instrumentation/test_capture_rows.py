@@ -310,8 +310,10 @@ def test_a_request_outside_any_observed_call_is_its_own_final_row(store: str, fa
     fake.reply("unobserved", input_tokens=33, output_tokens=3)
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     (row,) = rows(store)
-    # No task of its own: the store shows the service's name there, as for any untasked source.
-    assert_row(row, task="llmlens-app", provider="openai", model="gpt-4o-mini", tokens=(33, 3))
+    # No task of its own (DESIGN: a request outside any observed call has none); the service keeps
+    # its own column, so the row still says where it came from.
+    assert_row(row, task=None, provider="openai", model="gpt-4o-mini", tokens=(33, 3))
+    assert row["service_name"] == "llmlens-app"
     assert row["call_id"] == row["span_id"] and row["prompt_version"] is None
 
 
