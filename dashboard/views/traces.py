@@ -47,7 +47,7 @@ def render(view: ViewContext) -> None:
     total = view.fetch(queries.count_calls, filters)
     oldest, _ = view.fetch(queries.raw_time_extent)
     if oldest is not None:
-        st.caption(f"Raw calls are kept from {_format.when(oldest)} UTC; charts of older ranges come from "
+        st.caption(f"Raw calls are kept from {_format.when(oldest)}; charts of older ranges come from "
                    "rollups, which keep the history.")
     if not total:
         st.info("No calls match these filters.", icon=":material/filter_alt_off:")
