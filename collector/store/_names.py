@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from llmlens.collector.store._tables import SpanRow, llm_spans, llm_trace_names
@@ -62,21 +62,25 @@ def fill_tasks(conn: Connection, names: Sequence[NameLike]) -> list[tuple[dict[s
     Innermost first: a nearer ancestor ends before a farther one, so when both arrive in
     one batch the nearer one must win. Returns each changed row as it was, with its new
     task, so the rollups can move it from "no task" to its task in this same transaction.
+
+    One ``UPDATE … WHERE task IS NULL … RETURNING`` per name, not a read then a write:
+    two collector workers naming the same rows at once (an agent and the agent above it,
+    received together) both read them as unnamed, and the second write, once the first
+    commits, re-checks ``task IS NULL`` on PostgreSQL and skips them. Only the rows a
+    statement changed are returned, so each row leaves "no task" in the rollups once.
     """
     if not names:
         return []
     changed: list[tuple[dict[str, Any], str]] = []
-    select_rows = select(llm_spans).where(and_(
-        _t.trace_id == bindparam("tid"), _t.task.is_(None),
-        _t.start_time >= bindparam("lo"), _t.start_time <= bindparam("hi")))
     for n in sorted(names, key=lambda n: n.end_time - n.start_time):
-        rows = [dict(row._mapping) for row in conn.execute(
-            select_rows, {"tid": n.trace_id, "lo": n.start_time, "hi": n.end_time})]
-        if not rows:
-            continue
         task = n.name[:255]
-        conn.execute(update(llm_spans).where(_t.id.in_([row["id"] for row in rows])).values(task=task))
-        changed += [(row, task) for row in rows]
+        statement = (update(llm_spans)
+                     .where(_t.trace_id == n.trace_id, _t.task.is_(None),
+                            _t.start_time >= n.start_time, _t.start_time <= n.end_time)
+                     .values(task=task).returning(*llm_spans.c))
+        # Only the task changed, and it was NULL: the row as it was is the row returned
+        # with no task (read after the update, so a concurrent re-price is seen too).
+        changed += [({**row._mapping, "task": None}, task) for row in conn.execute(statement)]
     return changed
 
 
