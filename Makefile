@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 $(COMPAT_STAMP): pyproject.toml tests/requirements-compat.txt
 	$(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(COMPAT_VENV)/bin/python -m pip install --quiet -e . -r tests/requirements-compat.txt
+	$(COMPAT_VENV)/bin/python -m pip install --quiet -e '.[server]' -r tests/requirements-compat.txt
 	touch $(COMPAT_STAMP)
 
 $(NEWEST_STAMP): pyproject.toml
@@ -44,7 +44,7 @@ demo: $(STAMP)  ## a realistic workload into ./llmlens.db, then the dashboard
 test: $(STAMP) test-compat test-newest  ## the whole suite on Python 3.11 and 3.13, and the second environment (starts its own PostgreSQL when the binaries are there)
 	$(BIN)/python -m pytest
 
-test-compat: $(COMPAT_STAMP)  ## the tests of the second environment: instructor, LangChain on openai 2.x over httpx
+test-compat: $(COMPAT_STAMP)  ## the tests of the second environment: instructor, LangChain on openai 2.x over httpx, OpenLIT, Langfuse v3
 	$(COMPAT_VENV)/bin/python -m pytest tests/libraries/compat tests/libraries/test_langchain.py
 
 test-newest: $(NEWEST_STAMP)  ## the whole suite on the newest supported Python

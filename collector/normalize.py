@@ -295,6 +295,10 @@ def normalize(
     if ttft is None and record.first_chunk_unix_nano:
         ttft = max(record.first_chunk_unix_nano - record.start_time_unix_nano, 0) / 1e9
     streaming_value = get("streaming")
+    if ttft is not None and streaming_value is not None and not _bool(streaming_value):
+        # A source that says the answer was not streamed has no first chunk to time:
+        # OpenLIT writes the whole response time as its time to first token then.
+        ttft = None
     call_duration = _float(attrs.get(sc.CALL_DURATION_MS))
     final = _bool(attrs.get(sc.FINAL, True))
     if record.scope_name and record.scope_name != sc.SCOPE_NAME:

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from collector_process import CollectorProcess, module_collector, start_collector
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
@@ -77,65 +72,6 @@ def span_request() -> Callable[..., ExportTraceServiceRequest]:
     return build_request
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class CollectorProcess:
-    """A collector running as ``llmlens collector`` on a free loopback port."""
-
-    process: subprocess.Popen[str]
-    url: str
-    log: Path
-    extra: dict[str, Any] = field(default_factory=dict)
-    grpc_port: int = 0  # 0: started without the gRPC receiver
-
-    @property
-    def traces_url(self) -> str:
-        return self.url + "/v1/traces"
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def stop(self, timeout: float = 20) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-        return self.process.wait(timeout)
-
-
-def start_collector(
-    db_url: str, log: Path, *args: str, env: dict[str, str] | None = None, wait_healthy: bool = True,
-    grpc: bool = False,
-) -> CollectorProcess:
-    port = free_port()
-    # The gRPC receiver on a free port when asked for, else none: 4317 would be shared.
-    grpc_port = free_port() if grpc else 0
-    grpc_args = ["--grpc-port", str(grpc_port)]
-    # `python -m llmlens` is the `llmlens` command, run with this interpreter.
-    command = [sys.executable, "-m", "llmlens", "collector", "--port", str(port), "--db", db_url, *grpc_args, *args]
-    with log.open("w") as out:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
-        )
-    collector = CollectorProcess(process, f"http://127.0.0.1:{port}", log, grpc_port=grpc_port)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"collector exited with {process.returncode}: {log.read_text()}")
-        try:
-            response = httpx.get(collector.url + "/healthz", timeout=1)
-            if response.status_code == 200 or not wait_healthy:
-                return collector
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"collector did not become healthy: {log.read_text()}")
-
-
 @pytest.fixture
 def run_collector(tmp_path: Path) -> Iterator[Callable[..., CollectorProcess]]:
     """Start collectors in subprocesses (``run_collector(db_url, "--token", "t")``); killed after the test.
@@ -169,41 +105,8 @@ def shared_collector(
 
     Tests tell their rows apart by service name; ``collector.extra["db_url"]`` is the store.
     """
-    import uuid
-
-    folder = tmp_path_factory.mktemp("shared-collector")
-    admin = None
-    if request.param == "sqlite":
-        db_url = f"sqlite:///{folder / 'llmlens.db'}"
-    else:
-        import psycopg
-
-        server_url = str(request.getfixturevalue("pg_server_url"))
-        name = f"m_{uuid.uuid4().hex[:12]}"
-        admin = server_url.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        db_url = server_url.rsplit("/", 1)[0] + "/" + name
-    collector = start_collector(db_url, folder / "collector.log", "--workers", "2", grpc=True)
-    collector.extra["db_url"] = db_url
-    try:
+    with module_collector(request, tmp_path_factory) as collector:
         yield collector
-    finally:
-        if collector.process.poll() is None:
-            collector.process.terminate()
-            try:
-                collector.process.wait(20)
-            except subprocess.TimeoutExpired:
-                collector.process.kill()
-                collector.process.wait(10)
-        from llmlens.collector.store import dispose_engines
-
-        dispose_engines()
-        if admin is not None:
-            import psycopg
-
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db_url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 @pytest.fixture

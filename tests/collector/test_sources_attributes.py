@@ -1,9 +1,8 @@
-"""Sources whose packages cannot run here, and older attribute names, built from what they emit.
+"""Older attribute names, built from what those releases emitted, and llmlens' own spans.
 
-OpenLIT pins older ``openai``, ``anthropic`` and OpenTelemetry releases than this project
-uses, so its spans are rebuilt from the attribute set its source sets (openlit 1.45,
-``instrumentation/openai/utils.py``). Older releases of the GenAI conventions and of
-OpenLLMetry wrote other names for the same facts; the collector still reads them. The
+Older releases of the GenAI conventions and of OpenLLMetry wrote other names for the same
+facts; the collector still reads them. (OpenLIT, which pins ``openai<3``, runs for real in
+the second test environment: ``tests/libraries/compat/test_sources_matrix_compat.py``.) The
 last tests cover llmlens' own spans through the collector and content capture.
 """
 
@@ -38,70 +37,6 @@ def _span(
     with provider.get_tracer(scope).start_as_current_span(name, attributes=attributes) as span:
         if error:
             span.set_status(Status(StatusCode.ERROR, error))
-
-
-def test_openlit_spans_make_rows_with_its_reported_cost_and_time_to_first_token(
-    tracing: tuple[TracerProvider, InMemorySpanExporter], ingest_spans: Callable[..., Rows]
-) -> None:
-    provider, memory = tracing
-    _span(
-        provider,
-        "openlit.otel.tracing",
-        "chat gpt-4o-mini",
-        {
-            "telemetry.sdk.name": "openlit",
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": "openai",
-            "server.address": "api.openai.com",
-            "server.port": 443,
-            "deployment.environment": "production",
-            "service.name": "research-agent",
-            "gen_ai.request.stream": True,
-            "gen_ai.sdk.version": "2.8.0",
-            "gen_ai.request.model": "gpt-4o-mini",
-            "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
-            "gen_ai.response.id": "chatcmpl-1",
-            "gen_ai.response.finish_reasons": ("stop",),
-            "gen_ai.output.type": "text",
-            "gen_ai.usage.input_tokens": 1200,
-            "gen_ai.usage.output_tokens": 300,
-            "gen_ai.client.token.usage": 1500,
-            "gen_ai.usage.cost": 0.00036,
-            "gen_ai.usage.cache_read.input_tokens": 200,
-            "gen_ai.usage.cache_creation.input_tokens": 0,
-            "gen_ai.server.time_per_output_token": 0.01,
-            "gen_ai.server.time_to_first_token": 0.25,
-            "gen_ai.input.messages": '[{"role": "user", "parts": [{"type": "text", "content": "SECRET-PROMPT"}]}]',
-            "gen_ai.output.messages": '[{"role": "assistant", "parts": [{"type": "text", "content": "SECRET"}]}]',
-            "gen_ai.tool.args": '{"query": "SECRET-TOOL-ARGS"}',
-        },
-    )
-    _span(
-        provider,
-        "openlit.otel.tracing",
-        "chat gpt-4o-mini",
-        {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": "openai",
-            "gen_ai.request.model": "gpt-4o-mini",
-            "error.type": "RateLimitError",
-        },
-        error="Error code: 429",
-    )
-    (ok, limited) = ingest_spans(memory.get_finished_spans())
-    assert (ok["provider"], ok["request_model"], ok["response_model"]) == (
-        "openai",
-        "gpt-4o-mini",
-        "gpt-4o-mini-2024-07-18",
-    )
-    assert (ok["input_tokens"], ok["output_tokens"], ok["cache_read_tokens"]) == (1200, 300, 200)
-    assert ok["reported_cost_usd"] == pytest.approx(0.00036)
-    assert ok["cost_usd"] is not None and ok["cost_usd"] > 0  # priced by llmlens too, kept apart
-    assert ok["time_to_first_token_ms"] == pytest.approx(250.0) and ok["streaming"]
-    # OpenLIT's application name is the service's, not a task: the row has none of its own.
-    assert ok["task"] is None and ok["service_name"] == "research-agent"
-    assert "SECRET" not in json.dumps(ok, default=str)
-    assert limited["status"] == "rate_limited" and limited["failure_reason"] == "RateLimitError"
 
 
 def test_the_older_genai_names_map_onto_the_same_fields(
