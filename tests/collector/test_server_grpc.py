@@ -7,9 +7,11 @@ retry, with the delay the collector asks for, and nothing is lost) and a replaye
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -148,3 +150,77 @@ def test_the_same_batch_exported_twice_is_stored_once(
     assert exporter.export(spans) is SpanExportResult.SUCCESS
     exporter.shutdown()
     assert open_store(db_url).count_rows() == 4
+
+
+def _worker_pids(parent: int) -> list[int]:
+    with open(f"/proc/{parent}/task/{parent}/children") as children:
+        return [int(pid) for pid in children.read().split()]
+
+
+def _sockets_on_port(port: int) -> dict[int, str]:
+    """Inode -> TCP state ("0A" listening, "01" established) of the sockets bound to ``port``."""
+    found: dict[int, str] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    found[int(fields[9])] = fields[3]
+    return found
+
+
+def _socket_states_by_process(pids: list[int], port: int) -> dict[int, list[str]]:
+    sockets = _sockets_on_port(port)
+    states: dict[int, list[str]] = {pid: [] for pid in pids}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:  # closed meanwhile
+                continue
+            if target.startswith("socket:["):
+                inode = int(target[len("socket:["):-1])
+                if inode in sockets:
+                    states[pid].append(sockets[inode])
+    return states
+
+
+def test_two_workers_both_serve_grpc_and_several_exporters_store_every_span_once(
+    db_url: str, run_collector: Callable[..., Any]
+) -> None:
+    collector, port = _grpc_collector(run_collector, db_url, "--workers", "2")
+    workers = _worker_pids(collector.process.pid)
+    assert len(workers) == 2
+    # Each worker binds the port itself (SO_REUSEPORT), and the kernel spreads connections.
+    # /healthz answered from the first worker up; the other may still be starting.
+    deadline = time.monotonic() + 60
+    listening = _socket_states_by_process(workers, port)
+    while not all("0A" in states for states in listening.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        listening = _socket_states_by_process(workers, port)
+    assert all("0A" in states for states in listening.values()), listening
+    # Sixteen exporters, sixteen connections: all on one worker by chance is 1 in 32,768.
+    # Channels of one process to one target share a connection unless told not to; each
+    # exporter here stands for an application process of its own.
+    own_connection = (("grpc.use_local_subchannel_pool", 1),)
+    exporters = [OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True, compression=Compression.Gzip,
+                                  timeout=60, channel_options=own_connection)  # type: ignore[arg-type]
+                 for _ in range(16)]
+    batches = [_chat_spans(50, task=f"exporter-{i}") for i in range(len(exporters))]
+    results: list[SpanExportResult] = []
+    threads = [threading.Thread(target=lambda e=exporter, b=batch: results.append(e.export(b)))
+               for exporter, batch in zip(exporters, batches, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert results == [SpanExportResult.SUCCESS] * len(exporters)
+    # The channels stay connected after their export: each connection is held by the
+    # worker that accepted it.
+    served = _socket_states_by_process(workers, port)
+    assert all("01" in states for states in served.values()), served
+    for exporter in exporters:
+        exporter.shutdown()
+    store = open_store(db_url)
+    assert store.count_rows() == 16 * 50
+    assert {row["task"] for row in store.fetch_rows()} == {f"exporter-{i}" for i in range(16)}
