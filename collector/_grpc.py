@@ -14,7 +14,7 @@ The request is registered without a deserializer, so gRPC hands over the bytes i
 ``UNAUTHENTICATED``                missing or wrong bearer token
 ``INVALID_ARGUMENT``               the message is not an ``ExportTraceServiceRequest``
 ``RESOURCE_EXHAUSTED``             the write queue is full, or the message is too large
-``UNAVAILABLE``                    the database is down or the collector is stopping
+``UNAVAILABLE``                    the database is down (and the spool full), or the collector is stopping
 =================================  ===================================================
 
 Refusals that a retry can cure carry retry info twice: as ``google.rpc.RetryInfo`` in the
@@ -38,6 +38,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from llmlens.collector import otlp
+from llmlens.collector._spool import SpoolFull
 from llmlens.collector._writer import BatchWriter, QueueFull
 from llmlens.collector.store import StoreUnavailable
 
@@ -117,13 +118,14 @@ class GrpcReceiver:
             self._busy(context, refusal)
         try:
             future = writer.submit(request, otlp.PROTOBUF)
-        except (QueueFull, StoreUnavailable) as exc:
+        except (QueueFull, StoreUnavailable, SpoolFull) as exc:
             self._busy(context, str(exc) or "the database is unavailable")
         try:
             batch = future.result(self._commit_timeout)
         except otlp.OTLPDecodeError as exc:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except (QueueFull, StoreUnavailable) as exc:
+        except (QueueFull, StoreUnavailable, SpoolFull) as exc:
+            # SpoolFull: the database is down and the spool has no room for this batch.
             self._busy(context, str(exc) or "the database is unavailable")
         except (TimeoutError, CancelledError):
             # Still queued or committing: a retry is a no-op if it commits after all.

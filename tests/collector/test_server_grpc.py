@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,51 @@ def test_two_workers_both_serve_grpc_and_several_exporters_store_every_span_once
     store = open_store(db_url)
     assert store.count_rows() == 16 * 50
     assert {row["task"] for row in store.fetch_rows()} == {f"exporter-{i}" for i in range(16)}
+
+
+def test_a_postgresql_outage_spools_grpc_exports_then_refuses_with_retry_info_and_loses_nothing(
+    own_postgres: Any, run_collector: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    url = own_postgres.url
+    # Room in the spool for the small batches, not for the large one.
+    collector, port = _grpc_collector(run_collector, url, "--spool-max-mb", "0.02")
+    exporter = _exporter(port, timeout=120)
+    assert exporter.export(_chat_spans(5, task="before")) is SpanExportResult.SUCCESS
+
+    own_postgres.stop("fast")
+    # While the spool takes them, exports succeed: acknowledged means kept.
+    for i in range(3):
+        assert exporter.export(_chat_spans(4, task=f"spooled-{i}")) is SpanExportResult.SUCCESS
+    assert httpx.get(collector.url + "/healthz").json()["spool_records"] == 3
+
+    # The spool is full for this one: refused, retryable, with the delay to wait.
+    caplog.set_level(logging.WARNING, logger="opentelemetry.exporter.otlp.proto.grpc.exporter")
+    results: list[SpanExportResult] = []
+    large = threading.Thread(target=lambda: results.append(exporter.export(_chat_spans(400, task="large"))))
+    large.start()
+    while "retrying in" not in caplog.text:
+        assert large.is_alive(), results
+        time.sleep(0.05)
+    refusals = re.findall(r"Transient error StatusCode\.(\w+) .*retrying in ([\d.]+)s", caplog.text)
+    assert refusals and {code for code, _delay in refusals} <= {"UNAVAILABLE", "RESOURCE_EXHAUSTED"}
+    # Whole seconds: the collector's RetryInfo, not the exporter's own jittered backoff.
+    assert all(delay.endswith(".00") and float(delay) >= 1 for _code, delay in refusals), refusals
+
+    own_postgres.restart_later()
+    own_postgres.wait_ready()
+    large.join(120)
+    assert results == [SpanExportResult.SUCCESS]
+    exporter.shutdown()
+
+    store = open_store(url)
+    deadline = time.monotonic() + 60  # the spooled batches are replayed in the background
+    while store.count_rows() < 5 + 3 * 4 + 400 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    rows = store.fetch_rows()
+    assert len(rows) == 5 + 3 * 4 + 400
+    assert len({(row["trace_id"], row["span_id"]) for row in rows}) == len(rows)
+    tasks = [row["task"] for row in rows]
+    assert {task: tasks.count(task) for task in set(tasks)} == {
+        "before": 5, "spooled-0": 4, "spooled-1": 4, "spooled-2": 4, "large": 400}
+    assert "Traceback" not in collector.output()
+    assert collector.stop() == 0
