@@ -329,14 +329,12 @@ class StoreSpanExporter(SpanExporter):
 
     def after_fork(self) -> None:
         """In a forked child (the export pipeline calls this): new locks, no replay thread of
-        the parent's, and never the parent's pooled connections (closing them would end the
-        parent's sessions too; the child opens its own). The spool forks itself."""
+        the parent's. The store's engine cache drops the parent's pooled connections in the
+        child itself (closing them would end the parent's sessions too), and the spool forks
+        itself."""
         self._lock = threading.Lock()
         self._state = threading.Lock()
         self._replayer = None
-        ingestor = self._ingestor
-        if ingestor is not None:
-            ingestor.store.engine.dispose(close=False)
 
     def shutdown(self) -> None:
         self._shutdown.set()
@@ -351,6 +349,10 @@ class StoreSpanExporter(SpanExporter):
             if self._ingestor is not None:
                 self._persist_drops(self._ingestor)
                 checkpoint(self._ingestor.store.engine)
+                # The engine is llmlens' (opened from the URL), so are its connections:
+                # close them now rather than leave them to the garbage collector. The
+                # engine stays usable; another user of it reconnects.
+                self._ingestor.store.engine.dispose()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """True unless spans were dropped since the last flush (spooled spans are safe on disk)."""

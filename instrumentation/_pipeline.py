@@ -53,7 +53,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-__all__ = ["ExportPipeline", "add_drop_listener", "dropped", "record_drop"]
+__all__ = ["ExportPipeline", "add_drop_listener", "dropped", "record_drop", "shutdown_at_exit"]
 
 logger = logging.getLogger("llmlens")
 
@@ -355,6 +355,15 @@ def _install_process_hooks() -> None:
     _hooks_installed = True
     os.register_at_fork(after_in_child=_after_fork_in_child)
     atexit.register(_at_exit)
+
+
+def shutdown_at_exit() -> None:
+    """Shut every live pipeline down within the longest ``exit_timeout`` (a second call does nothing).
+
+    The interpreter exit hook; the store's own exit hook calls it first, so the flush
+    writes through connections that are closed only after it.
+    """
+    _at_exit()
 
 
 def _at_exit() -> None:

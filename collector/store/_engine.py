@@ -3,11 +3,19 @@
 Everything that differs between SQLite and PostgreSQL at the connection level lives here:
 SQLite's pragmas (WAL, busy timeout, checkpoint size), PostgreSQL's driver name, pool and
 connect timeout.
+
+The engines cached here are llmlens' own (an engine an application hands to ``Store`` is
+never touched). Their pooled connections are closed at interpreter exit, after the export
+pipelines' exit flush (which writes through them), and a forked child starts with empty
+pools and a fresh cache lock: it must neither close nor use the parent's connections, nor
+wait on a lock another thread of the parent held at the fork.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,11 +107,38 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 def dispose_engines() -> None:
-    """Close every pooled connection (tests drop databases afterwards)."""
+    """Close every pooled connection of llmlens' engines and forget them.
+
+    Connections checked out at the time are closed when they are returned.
+    """
     with _engines_lock:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+def _dispose_at_exit() -> None:
+    # The export pipelines' exit flush writes through these engines, and atexit runs hooks
+    # in the reverse order of registration, which depends on what was imported first: run
+    # the flush here (it is idempotent and bounded by exit_timeout), then close.
+    pipeline = sys.modules.get("llmlens._pipeline")
+    if pipeline is not None:
+        pipeline.shutdown_at_exit()
+    dispose_engines()
+
+
+def _after_fork_in_child() -> None:
+    global _engines_lock
+    # Another thread of the parent may have held the lock at the fork; it never releases
+    # it in the child. The pools' connections are the parent's sockets and file handles:
+    # drop them without closing (SQLAlchemy's documented pattern), the child connects anew.
+    _engines_lock = threading.Lock()
+    for engine in _engines.values():
+        engine.dispose(close=False)
+
+
+atexit.register(_dispose_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _VERSION_TABLE_DDL: Final = ("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL, "
