@@ -1,18 +1,36 @@
-"""The collector's own counters, rendered in the Prometheus text exposition format.
+"""The collector's own counters, exposed on ``/metrics`` through ``prometheus_client``.
 
 Counters are touched by the event loop (received, rejected, refused) and by the writer
 thread (stored, duplicates, unpriced), so updates take a lock; they happen once per
 batch, never per span, so the lock costs nothing measurable.
+
+Each collector app has a :class:`~prometheus_client.CollectorRegistry` of its own (never
+the process-wide default one, which an application embedding the collector may use for
+its own metrics, and which a second app in one process would collide with). The registry
+holds one custom collector that reads these counters, the answers by status code, the
+losses by cause and the app's gauges when scraped, and ``generate_latest`` writes the
+exposition text.
+
+With ``--workers N`` every worker process has its own counters: a scrape on the shared
+port is answered by whichever worker accepts the connection and shows that worker's
+totals (see the README's collector section).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Final
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE", "Counters", "GaugeSource", "Metrics"]
+
 _PREFIX: Final = "llmlens_collector_"
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 
 
 @dataclass
@@ -53,11 +71,17 @@ _HELP: Final = {
     "commit_failures": "Transactions that failed (database unavailable or an ingest error).",
     "commit_seconds": "Time spent in committed transactions.",
 }
+_RESPONSES_HELP: Final = "Answers to export requests by HTTP status code."
+_LOST_HELP: Final = "Spans lost for good, by cause (also persisted in the store's llm_drops)."
+
+# name -> (value, help): read when scraped.
+GaugeSource = Callable[[], Mapping[str, tuple[float, str]]]
+LossSource = Callable[[], Mapping[str, int]]
 
 
 @dataclass
 class Metrics:
-    """Thread-safe counters plus the gauges the app reads when asked."""
+    """Thread-safe counters plus the registry that exposes them with the app's gauges."""
 
     counters: Counters = field(default_factory=Counters)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -78,30 +102,47 @@ class Metrics:
         with self._lock:
             return {f.name: getattr(self.counters, f.name) for f in fields(Counters)}
 
-    def render(self, gauges: Mapping[str, tuple[float, str]], lost: Mapping[str, int] | None = None) -> str:
-        """Prometheus text format: every counter, the responses by code, losses by cause, the gauges."""
-        lines: list[str] = []
-        for name, value in self.snapshot().items():
-            metric = f"{_PREFIX}{name}_total"
-            lines += [f"# HELP {metric} {_HELP[name]}", f"# TYPE {metric} counter", f"{metric} {_num(value)}"]
-        with self._lock:
-            responses = sorted(self.responses.items())
-        metric = f"{_PREFIX}responses_total"
+    def registry(self, gauges: GaugeSource, lost: LossSource) -> CollectorRegistry:
+        """A registry of its own holding these counters, the losses and ``gauges()``."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_View(self, gauges, lost))
+        return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition of ``registry``."""
+    return generate_latest(registry)
+
+
+class _View(Collector):
+    """Reads the counters when scraped (prometheus_client's custom-collector pattern)."""
+
+    def __init__(self, metrics: Metrics, gauges: GaugeSource, lost: LossSource) -> None:
+        self._metrics = metrics
+        self._gauges = gauges
+        self._lost = lost
+
+    def describe(self) -> Iterator[Metric]:
+        # The names, so the registry refuses a second collector that would clash with them.
+        for name in _HELP:
+            yield CounterMetricFamily(_PREFIX + name, _HELP[name])
+        yield CounterMetricFamily(_PREFIX + "responses", _RESPONSES_HELP, labels=["code"])
+        yield CounterMetricFamily(_PREFIX + "spans_lost", _LOST_HELP, labels=["cause"])
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self._metrics
+        for name, value in metrics.snapshot().items():
+            yield CounterMetricFamily(_PREFIX + name, _HELP[name], value=value)
+        with metrics._lock:
+            responses = sorted(metrics.responses.items())
         # gRPC answers are counted under their HTTP equivalent (UNAVAILABLE as 503, ...).
-        lines += [f"# HELP {metric} Answers to export requests by HTTP status code.", f"# TYPE {metric} counter"]
-        lines += [f'{metric}{{code="{code}"}} {count}' for code, count in responses]
-        metric = f"{_PREFIX}spans_lost_total"
-        lines += [f"# HELP {metric} Spans lost for good, by cause (also persisted in the store's llm_drops).",
-                  f"# TYPE {metric} counter"]
-        lines += [f'{metric}{{cause="{cause}"}} {count}' for cause, count in sorted((lost or {}).items())]
-        for name, (value, help_text) in gauges.items():
-            metric = f"{_PREFIX}{name}"
-            lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge", f"{metric} {_num(value)}"]
-        return "\n".join(lines) + "\n"
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-GaugeSource = Callable[[], dict[str, tuple[float, str]]]
+        family = CounterMetricFamily(_PREFIX + "responses", _RESPONSES_HELP, labels=["code"])
+        for code, count in responses:
+            family.add_metric([str(code)], count)
+        yield family
+        family = CounterMetricFamily(_PREFIX + "spans_lost", _LOST_HELP, labels=["cause"])
+        for cause, count in sorted(self._lost().items()):
+            family.add_metric([cause], count)
+        yield family
+        for name, (value, help_text) in self._gauges().items():
+            yield GaugeMetricFamily(_PREFIX + name, help_text, value=value)

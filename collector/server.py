@@ -45,7 +45,7 @@ from starlette.routing import Route
 from llmlens.collector import otlp
 from llmlens.collector._body import BodyError, decompress, read_body
 from llmlens.collector._drops import DropLedger
-from llmlens.collector._metrics import Metrics
+from llmlens.collector._metrics import CONTENT_TYPE, Metrics, render
 from llmlens.collector._spool import SpoolFull, SpoolSettings
 from llmlens.collector._writer import BatchWriter, IngestFn, QueueFull
 from llmlens.collector.store import StoreUnavailable, resolve_url
@@ -121,6 +121,7 @@ class _Service:
         self.settings = settings
         self.store = store
         self.metrics = Metrics()
+        self.registry = self.metrics.registry(self._gauges, lambda: dict(self.drops.totals))
         self._ingest = ingest
         self.writer: BatchWriter | None = None
         expected = settings.token
@@ -334,9 +335,13 @@ class _Service:
     async def metrics_text(self, request: Request) -> Response:
         if not self._authorized(request):
             return PlainTextResponse("missing or wrong bearer token\n", 401, {"WWW-Authenticate": "Bearer"})
+        return Response(render(self.registry), media_type=CONTENT_TYPE)
+
+    def _gauges(self) -> dict[str, tuple[float, str]]:
+        """The gauges ``/metrics`` shows, read when scraped: name -> (value, help)."""
         writer = self.writer
         spool = writer.spool if writer is not None else None
-        gauges = {
+        return {
             "queue_depth": (writer.depth if writer else 0, "Batches waiting for the writer."),
             "queue_capacity": (self.settings.queue_max_batches, "Most batches the queue holds before 503."),
             "database_up": (1 if writer is not None and writer.database_up else 0,
@@ -347,8 +352,6 @@ class _Service:
             "retry_after_seconds": (writer.retry_after() if writer else self.settings.retry_after,
                                     "Retry-After a 503 would carry now (grows while the database is down)."),
         }
-        text = self.metrics.render(gauges, lost=dict(self.drops.totals))
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
 def _store_call(store: Any, name: str) -> Any:

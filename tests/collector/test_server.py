@@ -10,12 +10,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import prometheus_client
 import pytest
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from llmlens.collector.record import SpanRecord
@@ -266,12 +268,38 @@ def test_metrics_count_received_stored_rejected_and_responses_in_prometheus_text
     client = client_for()
     assert _post(client, span_request(5)).status_code == 200
     client.post("/v1/traces", content=b"{", headers={"content-type": "application/json"})
-    text = client.get("/metrics").text
+    response = client.get("/metrics")
+    assert response.headers["content-type"] == prometheus_client.CONTENT_TYPE_LATEST
+    text = response.text
     assert "# TYPE llmlens_collector_spans_received_total counter" in text
-    assert "llmlens_collector_spans_received_total 5" in text
-    assert "llmlens_collector_spans_stored_total 5" in text
-    assert 'llmlens_collector_responses_total{code="400"} 1' in text
-    assert "llmlens_collector_queue_depth 0" in text
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert families["llmlens_collector_spans_received"].type == "counter"
+    assert _sample(families, "llmlens_collector_spans_received_total") == 5
+    assert _sample(families, "llmlens_collector_spans_stored_total") == 5
+    assert _sample(families, "llmlens_collector_responses_total", code="400") == 1
+    assert _sample(families, "llmlens_collector_responses_total", code="200") == 1
+    assert families["llmlens_collector_queue_depth"].type == "gauge"
+    assert _sample(families, "llmlens_collector_queue_depth") == 0
+
+
+def _sample(families: dict[str, Any], name: str, **labels: str) -> float:
+    values = [sample.value for family in families.values() for sample in family.samples
+              if sample.name == name and sample.labels == labels]
+    assert len(values) == 1, (name, labels, values)
+    return float(values[0])
+
+
+def test_each_collector_app_counts_in_a_registry_of_its_own_never_the_global_one(
+    client_for: Callable[..., TestClient], span_request: Callable[..., Any]
+) -> None:
+    first, second = client_for(), client_for()
+    assert _post(first, span_request(3)).status_code == 200
+    services = [client.app.state.service for client in (first, second)]  # type: ignore[attr-defined]
+    assert services[0].registry is not services[1].registry
+    assert prometheus_client.REGISTRY not in (services[0].registry, services[1].registry)
+    assert prometheus_client.REGISTRY.get_sample_value("llmlens_collector_spans_received_total") is None
+    assert services[0].registry.get_sample_value("llmlens_collector_spans_received_total") == 3
+    assert services[1].registry.get_sample_value("llmlens_collector_spans_received_total") == 0
 
 
 def test_a_flood_is_refused_with_503_beyond_the_bounded_queue_and_every_acknowledged_batch_is_stored(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from llmlens.collector.store import dispose_engines, open_store
@@ -36,9 +36,10 @@ def _rows(url: str, expected: int, timeout: float = 90) -> int:
 
 
 def _metric(text: str, name: str) -> int:
-    match = re.search(rf"^{name} (\d+)$", text, re.MULTILINE)
-    assert match is not None, text
-    return int(match.group(1))
+    values = [sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+              if sample.name == name and not sample.labels]
+    assert len(values) == 1, text
+    return int(values[0])
 
 
 def test_a_ten_second_postgresql_outage_behind_the_collector_loses_and_duplicates_nothing(
