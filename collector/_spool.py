@@ -365,6 +365,15 @@ class Spool:
         self._fd, self._active, self._active_size = None, None, 0
 
 
+def has_segments(directory: Path) -> bool:
+    """True when ``directory`` holds a segment (of this process or any other), cheaply."""
+    try:
+        with os.scandir(directory) as entries:
+            return any(entry.name.endswith(_SUFFIX) for entry in entries)
+    except OSError:  # no spool directory yet: nothing was ever spooled
+        return False
+
+
 def _count_frames(path: Path, offset: int) -> int:
     """Records in a segment from ``offset``, reading headers only."""
     count = 0

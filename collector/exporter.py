@@ -12,6 +12,8 @@ once it answers, replays the spool in order through the same ingest path (rows a
 on trace and span id, so a record replayed twice is one row). Only what the spool cannot
 take is lost: counted by cause (``spool_full``, ``disk_full``), logged with the exact
 count, and persisted into the store's ``llm_drops`` table once it is writable again.
+Segments another process left behind (a forked child that exited during an outage this
+process never saw) are replayed after the next batch this process stores.
 The pipeline's own losses (``queue_full``, ``shutdown``) reach the same ledger through
 :meth:`StoreSpanExporter.on_drop`; in a forked child :meth:`StoreSpanExporter.after_fork`
 leaves the parent's connections and pending counts to the parent.
@@ -30,7 +32,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from llmlens.collector import _drops
 from llmlens.collector._drops import DropLedger
-from llmlens.collector._spool import PROTOBUF, Spool, SpoolFull, SpoolSettings, pack, unpack
+from llmlens.collector._spool import PROTOBUF, Spool, SpoolFull, SpoolSettings, has_segments, pack, unpack
 from llmlens.collector.ingest import Ingestor, IngestResult
 from llmlens.collector.pricing import Pricer
 from llmlens.collector.record import SpanRecord, from_readable_span
@@ -182,6 +184,7 @@ class StoreSpanExporter(SpanExporter):
         except Exception as exc:  # never into the application
             logger.exception("llmlens: could not store %d spans", len(spans))
             return self._drop(_drops.STORE_ERROR, len(spans), spans, exc)
+        self._replay_others()
         if self._failing_error:
             lost = self.drops.describe(self._outage_drops)
             logger.warning("llmlens: the store is writable again; %d spans were lost (%s)",
@@ -198,6 +201,20 @@ class StoreSpanExporter(SpanExporter):
         if settings is not None and settings.directory.is_dir():
             spool = self._get_spool()
             if spool is not None and spool.records:
+                self._start_replayer()
+
+    def _replay_others(self) -> None:
+        # A forked child (or any process writing to this database) that ran and exited
+        # during an outage this process never saw left its segments behind: whoever next
+        # writes successfully replays them. One directory listing per exported batch.
+        replayer = self._replayer
+        if replayer is not None and replayer.is_alive():
+            return
+        settings = self._settings()
+        if settings is None or not has_segments(settings.directory):
+            return
+        if self._get_spool() is not None:
+            with self._state:
                 self._start_replayer()
 
     def _spool_batch(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -303,6 +320,9 @@ class StoreSpanExporter(SpanExporter):
                 lost_text = f"; lost {sum(lost.values())} ({self.drops.describe(lost)})" if lost else ""
                 logger.warning("llmlens: the store is writable again; spooled %d spans during the outage, "
                                "%d spooled spans now stored%s", spooled, self.replayed - replayed_before, lost_text)
+            elif self.replayed > replayed_before:
+                logger.info("llmlens: stored %d spans that other processes had spooled",
+                            self.replayed - replayed_before)
             return
 
     def _replay_record(self, record: bytes) -> None:
