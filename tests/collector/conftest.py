@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def span_request() -> Callable[..., ExportTraceServiceRequest]:
 
 @pytest.fixture
 def run_collector(tmp_path: Path) -> Iterator[Callable[..., CollectorProcess]]:
-    """Start collectors in subprocesses (``run_collector(db_url, "--token", "t")``); killed after the test.
+    """Start collectors in subprocesses (``run_collector(db_url, "--token", "t")``); stopped after the test.
 
     ``grpc=True`` also starts the OTLP/gRPC receiver, on ``collector.grpc_port``.
     """
@@ -93,8 +94,14 @@ def run_collector(tmp_path: Path) -> Iterator[Callable[..., CollectorProcess]]:
     yield run
     for collector in started:
         if collector.process.poll() is None:
-            collector.process.kill()
-            collector.process.wait(10)
+            # SIGTERM first: with --workers the parent forwards it to its workers, where a
+            # SIGKILL of the parent alone would leave them running, serving the port.
+            collector.process.terminate()
+            try:
+                collector.process.wait(30)
+            except subprocess.TimeoutExpired:
+                collector.process.kill()
+                collector.process.wait(10)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -225,6 +225,7 @@ def test_two_workers_both_serve_grpc_and_several_exporters_store_every_span_once
     store = open_store(db_url)
     assert store.count_rows() == 16 * 50
     assert {row["task"] for row in store.fetch_rows()} == {f"exporter-{i}" for i in range(16)}
+    assert collector.stop() == 0
 
 
 def test_a_postgresql_outage_spools_grpc_exports_then_refuses_with_retry_info_and_loses_nothing(
