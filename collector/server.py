@@ -31,6 +31,8 @@ import ipaddress
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -55,6 +57,7 @@ logger = logging.getLogger("llmlens.collector")
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 4318
 DEFAULT_GRPC_PORT: Final = 4317
+_PARENT_POLL_SECONDS: Final = 1.0  # how soon a worker notices its master is gone
 DEFAULT_MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # a batch of 512 GenAI spans is ~0.3 MiB
 DEFAULT_QUEUE_MAX_BATCHES: Final = 32
 # Compressed bodies this large are inflated off the event loop so /healthz and the other
@@ -496,11 +499,13 @@ def serve(
     # No pooled connection may cross the fork: each worker opens its own.
     dispose_engines()
     children: list[int] = []
+    master = os.getpid()
     for index in range(workers):
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
+                _exit_with_parent(master, signal.SIGTERM)
                 worker_settings = (settings if index == 0
                                    else replace(settings, alert_interval=0.0, retention_days=None))
                 worker_store = None if store is None else open_store(settings.db_url)
@@ -522,6 +527,23 @@ def serve(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return max((abs(code) for code in codes), default=0)
+
+
+def _exit_with_parent(parent: int, signum: int) -> None:
+    """Drain and exit when ``parent`` (the master) is gone, however it went.
+
+    A master killed outright (SIGKILL, the OOM killer) forwards nothing: its workers would
+    keep serving the port, orphaned, with nobody to stop them. A daemon thread notices
+    the worker was re-parented and sends it the signal a stop would have, so it drains
+    like one.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_SECONDS)
+        os.kill(os.getpid(), signum)
+
+    threading.Thread(target=watch, name="llmlens-parent-watch", daemon=True).start()
 
 
 def _run(config: Any, signal: Any, sockets: list[Any] | None = None) -> int:

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -204,3 +205,40 @@ def test_several_worker_processes_share_the_port_store_everything_and_drain_on_s
     assert collector.process.wait(30) == 0
     # Both workers served (each logs its own startup).
     assert collector.output().count("Application startup complete") == 2
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc")
+def test_workers_drain_and_exit_when_their_master_is_killed(sqlite_url: str, run_collector: Callable[..., Any]) -> None:
+    collector = run_collector(sqlite_url, "--workers", "2")
+    workers = _children(collector.process.pid)
+    assert len(workers) == 2
+
+    collector.process.kill()  # SIGKILL: no signal is forwarded to the workers
+    collector.process.wait(10)
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)]
+    assert "Traceback" not in collector.output()
