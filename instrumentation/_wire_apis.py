@@ -222,34 +222,25 @@ def chat_event(facts: Facts, event: bytes | None, data: bytes) -> None:
         facts.set_error(error)
         facts.complete = True
         return
-    facts.names(chunk.get("model"), chunk.get("id"))
-    choices = chunk.get("choices")
-    if type(choices) is list:
-        for choice in choices:
-            _chat_choice(facts, choice)
-    usage = chunk.get("usage")
-    if usage:
-        facts.openai_usage(usage)
-    groq = chunk.get("x_groq")
-    if type(groq) is dict and groq.get("usage"):
-        facts.openai_usage(groq["usage"])
+    _chat_object(facts, chunk)
 
 
 def chat_body(facts: Facts, body: Any) -> None:
     """A ``chat.completion``, ``text_completion`` or embeddings list."""
-    if type(body) is not dict:
-        return
-    facts.names(body.get("model"), body.get("id"))
-    choices = body.get("choices")
+    if type(body) is dict:
+        _chat_object(facts, body)
+
+
+def _chat_object(facts: Facts, obj: dict[str, Any]) -> None:
+    # A stream's chunk and a whole answer carry the same fields: names, choices with their
+    # finish reasons, usage (at the top, or in Groq's x_groq block).
+    facts.names(obj.get("model"), obj.get("id"))
+    choices = obj.get("choices")
     if type(choices) is list:
         for choice in choices:
-            if type(choice) is dict:
-                reason = choice.get("finish_reason")
-                if type(reason) is str and reason:
-                    index = choice.get("index")
-                    facts.finish[index if type(index) is int else 0] = reason
-    facts.openai_usage(body.get("usage"))
-    groq = body.get("x_groq")
+            _chat_choice(facts, choice)
+    facts.openai_usage(obj.get("usage"))
+    groq = obj.get("x_groq")
     if type(groq) is dict:
         facts.openai_usage(groq.get("usage"))
 
