@@ -6,20 +6,30 @@ label are written the same way. ``None`` (no data, an unpriced cost) reads as "â
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 NONE = "â€”"
 
 
 def usd(value: float | None) -> str:
-    """Dollars: cents for sums a person budgets, more decimals for the price of single calls."""
+    """Dollars, short enough for a KPI in a row of six (about eight characters).
+
+    Whole dollars from $1,000, cents from $1, four decimals under a dollar, and under a
+    cent two significant digits: a small model's call costs a few millionths ("$0.00021"),
+    and "$0.009123" would not fit where "$0.0091" does.
+    """
     if value is None:
         return NONE
-    if abs(value) >= 1 or value == 0:
+    size = abs(value)
+    if size >= 999.995:  # what rounds to $1,000.00 or more
+        return f"${value:,.0f}"
+    if size >= 1 or value == 0:
         return f"${value:,.2f}"
-    if abs(value) >= 0.01:
+    if size >= 0.01:
         return f"${value:.4f}"
-    return f"${value:.6f}"  # a small model's call costs a few millionths
+    # Decimals up to the second significant digit: 0.009123 -> 4, 0.00015 -> 5.
+    return f"${value:.{1 - math.floor(math.log10(size))}f}"
 
 
 def pct(value: float | None) -> str:

@@ -23,6 +23,10 @@ from llmlens.dashboard import dashboard_command
 
 pytestmark = pytest.mark.browser
 
+# The KPI values wider than the room their column gives them (Streamlit ends those with "…").
+_CUT_METRICS = """[...document.querySelectorAll('[data-testid="stMetricValue"]')]
+  .map(e => e.querySelector('div') || e).filter(e => e.scrollWidth > e.clientWidth).map(e => e.innerText)"""
+
 
 @pytest.fixture
 def dashboard(sqlite_url: str, make_store: Callable[..., Store], span_row: Callable[..., dict[str, Any]],
@@ -31,7 +35,7 @@ def dashboard(sqlite_url: str, make_store: Callable[..., Store], span_row: Calla
     now = datetime.now(UTC)
     make_store(sqlite_url, [
         span_row(start_time=now - timedelta(hours=2), cost_usd=0.25, prompt_version="ticket_prompt@3"),
-        span_row(start_time=now - timedelta(hours=1), cost_usd=0.5, status="invalid_output",
+        span_row(start_time=now - timedelta(hours=1), cost_usd=0.005123, status="invalid_output",
                  failure_reason="priority: input should be 'low' or 'high'", prompt_version="ticket_prompt@4"),
     ])
     port = free_port()
@@ -58,10 +62,12 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
 def test_the_running_dashboard_renders_real_numbers_in_a_browser(dashboard: str, browser: DevTools,
                                                                   tmp_path: Path) -> None:
     browser.goto(dashboard)
-    text = wait_until(lambda: (t := browser.text()) and "$0.75" in t and "Wasted spend" in t and t,
+    text = wait_until(lambda: (t := browser.text()) and "$0.2551" in t and "Wasted spend" in t and t,
                       60, "the Overview's numbers")
-    assert "Spend" in text and "Calls" in text
+    assert "Spend" in text and "Calls" in text and "$0.0051" in text  # a sub-cent wasted spend
     assert browser.evaluate(EXCEPTIONS) == 0
+    # Each KPI (six to a row) shows its whole value, not one cut short with an ellipsis.
+    assert browser.evaluate(_CUT_METRICS) == []
     browser.screenshot(tmp_path / "overview.png")
     assert (tmp_path / "overview.png").stat().st_size > 10_000
 

@@ -1,0 +1,34 @@
+"""How money reads on the dashboard: short enough for a KPI in a row of six, never a false zero."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmlens.dashboard._format import NONE, usd
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (0.009123, "$0.0091"),  # a sub-cent wasted spend: two significant digits
+    (0.00021, "$0.00021"),  # one small model's call
+    (0.0000021, "$0.0000021"),
+    (0.0052, "$0.0052"),
+])
+def test_money_under_a_cent_keeps_two_significant_digits(value: float, shown: str) -> None:
+    assert usd(value) == shown
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (0.0, "$0.00"), (0.092, "$0.0920"), (0.5, "$0.5000"), (1.0, "$1.00"), (12.345, "$12.35"),
+    (999.99, "$999.99"), (999.999, "$1,000"), (1234.51, "$1,235"), (123456.7, "$123,457"),
+])
+def test_money_from_a_cent_up_reads_in_decimals_then_cents_then_whole_dollars(value: float, shown: str) -> None:
+    assert usd(value) == shown
+
+
+@pytest.mark.parametrize("value", [0.009123, 0.00015, 0.0099, 0.5, 999.99, 1234.51, 123456.7])
+def test_money_fits_in_eight_characters_where_a_kpi_shows_it(value: float) -> None:
+    assert len(usd(value)) <= 8
+
+
+def test_an_unknown_cost_reads_as_a_dash_not_as_free() -> None:
+    assert usd(None) == NONE
