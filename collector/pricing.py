@@ -83,6 +83,14 @@ class Rates:
     linear_below: int | None = None
     source: str = "genai-prices"
 
+    @classmethod
+    def per_million(cls, input: float, output: float, cache_read: float | None = None,
+                    cache_write: float | None = None) -> Rates:
+        """An override's rates from USD per million tokens (cache prices default to input's)."""
+        return cls(input=input / 1e6, output=output / 1e6,
+                   cache_read=(input if cache_read is None else cache_read) / 1e6,
+                   cache_write=(input if cache_write is None else cache_write) / 1e6, source="override")
+
     def cost(self, input_tokens: int, cache_read: int, cache_write: int, output_tokens: int) -> float:
         uncached = max(input_tokens - cache_read - cache_write, 0)
         return (self.per_request + uncached * self.input + cache_read * self.cache_read
@@ -113,13 +121,8 @@ def load_overrides(path: str | Path) -> dict[str, Rates]:
             raise ValueError(f"{path}: model {name!r} has a non-numeric price") from None
         if any(v < 0 for v in per_m.values()):
             raise ValueError(f"{path}: model {name!r} has a negative price")
-        out[name.lower()] = Rates(
-            input=per_m["input"] / 1e6,
-            output=per_m["output"] / 1e6,
-            cache_read=per_m.get("cache_read", per_m["input"]) / 1e6,
-            cache_write=per_m.get("cache_write", per_m["input"]) / 1e6,
-            source="override",
-        )
+        out[name.lower()] = Rates.per_million(per_m["input"], per_m["output"], per_m.get("cache_read"),
+                                              per_m.get("cache_write"))
     return out
 
 

@@ -79,7 +79,7 @@ MODELS: Final[dict[str, ModelProfile]] = {
         ModelProfile("claude-sonnet-4-5", "anthropic", 950, 60),
         ModelProfile("claude-3-5-haiku-latest", "anthropic", 420, 125),
         ModelProfile("gemini-2.0-flash", "google", 300, 190),
-        # A self-hosted fine-tune: no public price, so its rows are unpriced.
+        # A self-hosted fine-tune: no public price, so the demo gives it one (an override).
         ModelProfile("acme-support-llama-8b", "openai", 160, 45),
     )
 }

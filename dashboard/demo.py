@@ -1,11 +1,12 @@
 """``llmlens demo``: a realistic LLM workload written through the real decorator.
 
 Five tasks of a support product call six models (OpenAI, Anthropic and Google shapes, one
-self-hosted and unpriced), some streamed, with prompt caching, rate limits retried under a
-:class:`llmlens.RetryPolicy`, occasional timeouts and provider errors, and one bad prompt
-rollout: ``ticket_prompt@4`` breaks the ticket JSON for a while, is rolled back to ``@3``
-and later replaced by ``@5``. The provider is :mod:`llmlens.dashboard._fake_provider`
-(in-process dicts and SDK-named exceptions, no network).
+self-hosted, priced as its owner would: a price override), some streamed, with prompt
+caching, rate limits retried under a :class:`llmlens.RetryPolicy`, occasional timeouts and
+provider errors, and one bad prompt rollout: ``ticket_prompt@4`` breaks the ticket JSON for
+a while, is rolled back to ``@3`` and later replaced by ``@5``. The provider is
+:mod:`llmlens.dashboard._fake_provider` (in-process dicts and SDK-named exceptions, no
+network).
 
 **How days of history come from a run of seconds.** Every row is written by
 ``@llmlens.observe`` through the configured exporter, as in any application. The run is
@@ -40,6 +41,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel
 
 import llmlens
+from llmlens.collector.exporter import StoreSpanExporter
+from llmlens.collector.pricing import Pricer, Rates
 from llmlens.collector.store import Store, alert_rule_id, as_utc, open_store, resolve_url
 from llmlens.dashboard import _fake_provider as fake
 from llmlens.dashboard._fake_provider import FakeProvider, Usage
@@ -353,7 +356,8 @@ def run_demo(db_url: str | None = None, calls: int = 1500, seed: int = 7, days: 
     timeline = _Timeline(end - timedelta(days=days), end)
     planned = _plan(rng, calls, timeline)
 
-    llmlens.configure(db_url=url, service_name=SERVICE_NAME)
+    exporter = StoreSpanExporter(url, pricer=_pricer())
+    llmlens.configure(db_url=url, service_name=SERVICE_NAME, exporter=exporter)
     app = _App(FakeProvider(time_scale=TIME_SCALE))
     rows = failed = 0
     try:
@@ -368,6 +372,16 @@ def run_demo(db_url: str | None = None, calls: int = 1500, seed: int = 7, days: 
     models = sorted({c.model for c in planned})
     return DemoSummary(store.url, len(planned), rows, failed, timeline.start, timeline.end,
                        time.monotonic() - began, tuple(tasks), tuple(models), alerts)
+
+
+# No public table prices a self-hosted fine-tune: its owner names what it costs them per
+# token in a price override (LLMLENS_PRICES for the collector), as the demo does here.
+_SELF_HOSTED_PRICES: Final = {"acme-support-llama-8b": Rates.per_million(input=0.10, output=0.30)}
+
+
+def _pricer() -> Pricer:
+    # The user's own overrides (LLMLENS_PRICES) still apply, and win.
+    return Pricer({**_SELF_HOSTED_PRICES, **Pricer.from_env().overrides})
 
 
 # A rule sized for the demo's traffic (the default rule wants 20 calls in 15 minutes).

@@ -64,7 +64,31 @@ def test_the_demo_covers_several_tasks_models_and_providers(
     assert any(row["cache_read_tokens"] for row in rows)
     streamed = [row for row in rows if row["streaming"]]
     assert streamed and all(row["time_to_first_token_ms"] for row in streamed if row["status"] == "ok")
-    assert any(row["cost_usd"] is None for row in rows)  # the self-hosted model has no price
+    assert "acme-support-llama-8b" in {row["request_model"] for row in rows}  # a self-hosted model
+
+
+def test_a_fresh_demo_store_has_every_request_priced(demo_run: tuple[str, DemoSummary],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    url, _ = demo_run
+    assert queries.summary(open_store(url).engine, Filters())["unpriced_requests"] == 0
+    # The self-hosted model has no public price: the demo's override prices it, per token.
+    llama = [row for row in open_store(url).fetch_rows() if row["request_model"] == "acme-support-llama-8b"
+             and row["output_tokens"]]
+    assert llama
+    for row in llama:
+        assert row["cost_usd"] == pytest.approx((row["input_tokens"] * 0.10 + row["output_tokens"] * 0.30) / 1e6)
+    # So the Overview raises no "requests have no price" banner.
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from llmlens.dashboard import APP_PATH
+
+    st.cache_data.clear()  # per process: another test's store must not answer
+    monkeypatch.setenv("LLMLENS_DB_URL", url)
+    at = AppTest.from_file(str(APP_PATH), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Overview" in [t.value for t in at.title]
+    assert not [w.value for w in at.warning if "no price" in str(w.value)]
 
 
 def test_the_demo_has_a_burst_of_invalid_outputs_from_one_prompt_version(
