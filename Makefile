@@ -17,6 +17,12 @@ endif
 NEWEST_VENV ?= .venv-3.13
 NEWEST_STAMP := $(NEWEST_VENV)/.installed
 
+# The suite runs on pytest-xdist workers. Most tests wait on subprocesses, servers and
+# sockets rather than compute, so more workers than cores pay: on a 2-core machine 4
+# workers. Any test must pass on any worker: each takes its own ports, temp dirs, databases.
+TEST_WORKERS ?= 4
+XDIST := -n $(TEST_WORKERS)
+
 .PHONY: demo test test-compat test-newest lint bench clean
 
 $(STAMP): pyproject.toml
@@ -42,13 +48,13 @@ demo: $(STAMP)  ## a realistic workload into ./llmlens.db, then the dashboard
 	$(BIN)/llmlens demo
 
 test: $(STAMP) test-compat test-newest  ## the whole suite on Python 3.11 and 3.13, and the second environment (starts its own PostgreSQL when the binaries are there)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 test-compat: $(COMPAT_STAMP)  ## the tests of the second environment: instructor, LangChain on openai 2.x over httpx, OpenLIT, Langfuse v3
 	$(COMPAT_VENV)/bin/python -m pytest tests/libraries/compat tests/libraries/test_langchain.py
 
 test-newest: $(NEWEST_STAMP)  ## the whole suite on the newest supported Python
-	$(NEWEST_VENV)/bin/python -m pytest
+	$(NEWEST_VENV)/bin/python -m pytest $(XDIST)
 
 lint: $(STAMP)  ## ruff, and mypy --strict on an installed copy (the folder mapping hides the editable one)
 	$(BIN)/ruff check .

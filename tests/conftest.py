@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -62,6 +63,18 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
     dispose_engines()
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test.
+
+    Bound but never listening: a connection is refused at once, and no other test (on this
+    or another pytest-xdist worker) can be given the port and start listening on it.
+    """
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield int(held.getsockname()[1])
 
 
 @pytest.fixture

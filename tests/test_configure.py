@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -12,12 +11,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import llmlens
 from llmlens._config import resolve_settings
 from llmlens.collector.store import open_store
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_the_embedded_sqlite_store_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,9 +81,9 @@ def test_reconfiguring_replaces_the_exporter_instead_of_stacking_another(sqlite_
     assert len(second.get_finished_spans()) == 1
 
 
-def test_a_collector_that_is_down_never_slows_or_breaks_the_call() -> None:
+def test_a_collector_that_is_down_never_slows_or_breaks_the_call(closed_port: int) -> None:
     provider = TracerProvider()
-    llmlens.configure(endpoint=f"http://127.0.0.1:{_closed_port()}", tracer_provider=provider)
+    llmlens.configure(endpoint=f"http://127.0.0.1:{closed_port}", tracer_provider=provider)
 
     @llmlens.observe(task="t")
     def call() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -129,11 +128,8 @@ def test_binding_beyond_loopback_without_a_token_prints_a_warning(
 
 
 def test_an_unreachable_store_with_no_spool_is_one_clear_line_and_a_nonzero_exit(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], closed_port: int,
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed_port = s.getsockname()[1]  # nothing listens here once the socket is closed
     # With a spool (the default) the collector starts and spools until the database is up.
     code = server.serve(port=4318, db_url=f"postgresql+psycopg://nobody@127.0.0.1:{closed_port}/none",
                         spool_max_bytes=0)
