@@ -85,7 +85,8 @@ def test_an_sdk_timeout_is_a_timeout(spans: Spans, fake: FakeProvider) -> None:
 
 
 def test_the_async_timeout_cancels_the_call_for_real(spans: Spans, fake: FakeProvider) -> None:
-    fake.reply("late", delay=1.0)
+    # The answer would come after 30 s; the provider stops waiting once the client hangs up.
+    fake.reply("late", delay=30.0)
 
     @llmlens.observe(task="t", timeout=0.1)
     async def call() -> Any:
@@ -95,7 +96,8 @@ def test_the_async_timeout_cancels_the_call_for_real(spans: Spans, fake: FakePro
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         asyncio.run(call())
-    assert time.monotonic() - started < 0.8
+    # Raised without waiting for the answer: not a measure of speed, so a busy machine passes.
+    assert time.monotonic() - started < 30
     attrs = spans.one().attributes or {}
     assert attrs[sc.STATUS] == "timeout" and attrs[sc.FAILURE_REASON] == "TimeoutError"
 
