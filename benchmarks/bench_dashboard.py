@@ -74,7 +74,8 @@ def make_rows(n: int, end: datetime, seed: int = 42) -> list[dict[str, Any]]:
         version = rng.choice(versions)
         at = start + timedelta(seconds=rng.uniform(0, DAYS * 86400))
         if rng.random() < 0.4 and not 8 <= at.hour < 20:  # a quieter night
-            at = at.replace(hour=rng.randint(8, 19))
+            moved = at.replace(hour=rng.randint(8, 19))
+            at = moved if moved < end - timedelta(minutes=5) else at  # never into the future
         attempts = 1 + (rng.random() < 0.08) + (rng.random() < 0.02)
         call_id = f"{i:016x}"
         elapsed = 0.0

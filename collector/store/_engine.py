@@ -42,7 +42,7 @@ __all__ = [
 
 DEFAULT_DB_URL: Final = "sqlite:///llmlens.db"
 # The newest migration under collector/migrations/versions. A test checks they agree.
-SCHEMA_REVISION: Final = "0004"
+SCHEMA_REVISION: Final = "0005"
 
 
 def resolve_url(url: str | None = None) -> str:

@@ -31,6 +31,7 @@ from typing import Any, Final, Literal
 from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, literal_column, not_, select
 
 from llmlens.collector.store._filters import Bind, Filters, connect, rows_of
+from llmlens.collector.store._histogram import add_blob, new_histogram, percentile_bins
 from llmlens.collector.store._plan import cover, epoch_range, keyed, rollup_source, timeseries_grain
 from llmlens.collector.store._rollup import DAY, HOUR, MEASURES, MINUTE, SUM_COLUMNS, bin_value
 from llmlens.collector.store._tables import rollup_keys, rollup_latency, rollups
@@ -363,29 +364,28 @@ def _groups(src: Any, by: str | Sequence[str] | None, width: int) -> list[Column
 def _histogram_percentiles(conn: Connection, filters: Filters, pieces: Any, by: str | Sequence[str] | None,
                            measure: str, quantiles: Sequence[float], keys: list[str],
                            width: int) -> list[dict[str, Any]]:
-    src = rollup_source(rollup_latency, ("bin", "n"), pieces, rollup_latency.c.measure == MEASURES[measure])
+    # The database selects the histograms (ranges, filters, group values); adding their bins
+    # is done here, a histogram at a time (see _histogram for why not a row per bin).
+    src = rollup_source(rollup_latency, ("counts",), pieces, rollup_latency.c.measure == MEASURES[measure])
     groups = _groups(src, by, width)
     names = [g.name for g in groups]
-    hist = _keyed(select(*groups, src.c.bin, func.sum(src.c.n).label("n")), src, filters)
-    hist_q = hist.group_by(*groups, src.c.bin).subquery("hist")
-    partition = [hist_q.c[name] for name in names] or None
-    ranked = select(
-        *(hist_q.c[name] for name in names), hist_q.c.bin,
-        func.sum(hist_q.c.n).over(partition_by=partition, order_by=hist_q.c.bin).label("cum"),
-        func.sum(hist_q.c.n).over(partition_by=partition).label("total"),
-    ).subquery("ranked")
-    # Integer arithmetic (q in parts per ten thousand) so 0.07 * 100 never rounds up a rank.
-    columns = [
-        func.min(case((ranked.c.cum * 10000 >= ranked.c.total * round(q * 10000), ranked.c.bin))).label(key)
-        for q, key in zip(quantiles, keys, strict=True)
-    ]
-    outer = [ranked.c[name] for name in names]
-    statement = select(*outer, func.max(ranked.c.total).label("n"), *columns).group_by(*outer).order_by(*outer)
-    rows = [row for row in rows_of(conn, statement) if row["n"]]
-    for row in rows:
-        row["n"] = int(row["n"])
-        for key in keys:
-            row[key] = bin_value(int(row[key])) if row[key] is not None else None
+    summed: dict[tuple[Any, ...], list[int]] = {}
+    for *group, blob in conn.execute(_keyed(select(*groups, src.c.counts), src, filters)):
+        hist = summed.get(tuple(group))
+        if hist is None:
+            hist = summed[tuple(group)] = new_histogram()
+        add_blob(hist, bytes(blob))
+    rows = []
+    for group, hist in summed.items():
+        total, found = percentile_bins(hist, quantiles)
+        if total <= 0:
+            continue
+        row: dict[str, Any] = dict(zip(names, group, strict=True))
+        row["n"] = total
+        for key, index in zip(keys, found, strict=True):
+            row[key] = bin_value(index) if index is not None else None
+        rows.append(row)
+    rows.sort(key=lambda r: tuple((r[name] is None, r[name]) for name in names))
     return rows
 
 

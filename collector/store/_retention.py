@@ -17,13 +17,13 @@ from sqlalchemy import Connection, Table, delete, func, insert, select, update
 
 from llmlens.collector.store._filters import Bind, transaction
 from llmlens.collector.store._plan import MINUTES_FROM
-from llmlens.collector.store._rollup import DAY, HOUR, MINUTE
+from llmlens.collector.store._rollup import DAY, GRAINS, MINUTE, SIX_HOURS
 from llmlens.collector.store._tables import llm_spans, rollup_latency, rollups, store_marks
 from llmlens.collector.store._time import bind_time
 
 __all__ = ["PruneResult", "prune"]
 
-_SLICE: Final = 6 * HOUR  # rollup rows deleted per transaction: one slice of buckets
+_SLICE: Final = SIX_HOURS  # rollup rows deleted per transaction: one slice of buckets
 
 
 @dataclass
@@ -60,7 +60,7 @@ def prune(bind: Bind, *, raw_before: datetime, rollups_before: datetime | None =
     minute_cut = int(raw_before.timestamp()) // MINUTE * MINUTE
     result.minute_rollups = _prune_rollups(bind, (MINUTE,), minute_cut)
     if rollups_before is not None:
-        result.rollups = _prune_rollups(bind, (HOUR, DAY), int(rollups_before.timestamp()) // DAY * DAY)
+        result.rollups = _prune_rollups(bind, GRAINS[1:], int(rollups_before.timestamp()) // DAY * DAY)
     return result
 
 

@@ -1,22 +1,20 @@
 """Rollups on the write side: what a batch of rows adds to the pre-aggregated tables.
 
 A batch is aggregated in Python first (one entry per minute and dimension key, then per
-hour and day), so the database sees one upsert row per (grain, bucket, key) and per
-latency bin, whatever the batch size. Upserts add (``x = x + excluded.x``), so writers on
-several processes or collectors never lose an increment, and they run in the transaction
-that inserted the rows, from the rows actually inserted, so a duplicate adds nothing.
+hour and day), so the database sees one upsert row per (grain, bucket, key) and one
+histogram per (grain, measure, bucket, key), whatever the batch size. Sum upserts add
+(``x = x + excluded.x``) and histograms are merged under a lock (``_histogram``), so
+writers on several processes or collectors never lose an increment, and they run in the
+transaction that inserted the rows, from the rows actually inserted, so a duplicate adds
+nothing.
 
-Latency bins are log-spaced: bin ``i >= 1`` holds ``[FLOOR_MS * GROWTH**(i-1),
-FLOOR_MS * GROWTH**i)`` and stands for the harmonic mean of its bounds, which is within
-``(GROWTH - 1) / (GROWTH + 1)`` (1.7%) of any value in it: the bound on every percentile's
-relative error. Bin 0 holds values below ``FLOOR_MS``; the last bin everything above.
+Latency values are counted in the log-spaced bins of ``_histogram``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +23,15 @@ from typing import Any, Final
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from llmlens.collector.store._histogram import (
+    GROWTH,
+    RELATIVE_ERROR,
+    Histogram,
+    HistogramKey,
+    bin_of,
+    bin_value,
+    merge_into_store,
+)
 from llmlens.collector.store._tables import ROW_COLUMNS, rollup_keys
 
 __all__ = [
@@ -36,6 +43,7 @@ __all__ = [
     "MEASURES",
     "MINUTE",
     "RELATIVE_ERROR",
+    "SIX_HOURS",
     "SUM_COLUMNS",
     "Delta",
     "KeyCache",
@@ -45,8 +53,11 @@ __all__ = [
 
 MINUTE: Final = 60
 HOUR: Final = 3600
+SIX_HOURS: Final = 6 * 3600
 DAY: Final = 86400
-GRAINS: Final = (MINUTE, HOUR, DAY)
+# Six hours sits between hour and day because 7 to 30-day charts draw 1 to 6-hour buckets
+# and 30-day edges are up to 23 hours: it cuts what those read sixfold for one more upsert.
+GRAINS: Final = (MINUTE, HOUR, SIX_HOURS, DAY)
 
 KEY_COLUMNS: Final = ("service_name", "task", "provider", "request_model", "response_model", "prompt_name",
                       "prompt_version", "status", "failure_reason", "final", "streaming")
@@ -54,29 +65,6 @@ SUM_COLUMNS: Final = ("requests", "retried_calls", "unpriced_requests", "cost_us
                       "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "call_ms", "request_ms",
                       "ttft_ms", "ttft_requests")
 MEASURES: Final = {"call": 0, "request": 1, "ttft": 2}
-
-GROWTH: Final = 1.035
-FLOOR_MS: Final = 0.01
-RELATIVE_ERROR: Final = (GROWTH - 1) / (GROWTH + 1)
-_LOG_GROWTH: Final = math.log(GROWTH)
-MAX_BIN: Final = int(math.log(1e9 / FLOOR_MS) / _LOG_GROWTH) + 1  # ~11.5 days
-
-
-def bin_of(ms: float) -> int:
-    """The latency bin of a value in milliseconds."""
-    if not ms >= FLOOR_MS:  # also NaN
-        return 0
-    return min(int(math.log(ms / FLOOR_MS) / _LOG_GROWTH) + 1, MAX_BIN)
-
-
-def bin_value(index: int) -> float:
-    """The value bin ``index`` stands for: within RELATIVE_ERROR of anything in it."""
-    if index <= 0:
-        return 0.0
-    low = FLOOR_MS * GROWTH ** (index - 1)
-    high = low * GROWTH
-    return 2 * low * high / (low + high)
-
 
 Key = tuple[Any, ...]
 _N_SUMS: Final = len(SUM_COLUMNS)
@@ -176,7 +164,7 @@ class Delta:
                 continue
             key_id = id_of[k]
             rows.append((MINUTE, minute, key_id, *sums))
-            for grain in (HOUR, DAY):
+            for grain in GRAINS[1:]:
                 slot = (grain, minute // grain * grain, key_id)
                 total = coarser.get(slot)
                 if total is None:
@@ -187,23 +175,23 @@ class Delta:
         rows += [(*slot, *values) for slot, values in coarser.items() if any(values)]
         return sorted(rows) if ordered else rows
 
-    def bin_rows(self, ids: Mapping[Key, int], ordered: bool) -> list[tuple[int, ...]]:
-        """Upsert parameters for ``rollup_latency`` at every grain (see :meth:`sum_rows`)."""
-        rows: list[tuple[int, ...]] = []
-        hours: defaultdict[tuple[int, int, int, int], int] = defaultdict(int)
+    def histograms(self, ids: Mapping[Key, int]) -> dict[HistogramKey, Histogram]:
+        """What the rows add to ``rollup_latency`` at every grain, per (grain, measure,
+        bucket, key id): bin -> count."""
+        out: dict[HistogramKey, Histogram] = {}
         id_of = [ids[key] for key in self.key_list]
         for (minute, k, measure, index), n in self.bins.items():
-            if n:
-                key_id = id_of[k]
-                rows.append((MINUTE, minute, key_id, measure, index, n))
-                hours[(minute // HOUR * HOUR, key_id, measure, index)] += n
-        days: defaultdict[tuple[int, int, int, int], int] = defaultdict(int)
-        for (hour, key_id, measure, index), n in hours.items():
-            if n:
-                rows.append((HOUR, hour, key_id, measure, index, n))
-                days[(hour // DAY * DAY, key_id, measure, index)] += n
-        rows += [(DAY, *slot, n) for slot, n in days.items() if n]
-        return sorted(rows) if ordered else rows
+            if not n:
+                continue
+            key_id = id_of[k]
+            for grain in GRAINS:
+                slot = (grain, measure, minute // grain * grain, key_id)
+                hist = out.get(slot)
+                if hist is None:
+                    out[slot] = {index: n}
+                else:
+                    hist[index] = hist.get(index, 0) + n
+        return out
 
 
 def key_hash(key: Key) -> str:
@@ -254,16 +242,11 @@ def apply(conn: Connection, delta: Delta, keys: KeyCache) -> dict[Key, int]:
     ids = keys.resolve(conn, delta.keys())
     ordered = dialect != "sqlite"
     sums = delta.sum_rows(ids, ordered)
-    bins = delta.bin_rows(ids, ordered)
     conn.exec_driver_sql(_upsert_sql("rollups", ("grain", "bucket", "key_id"), SUM_COLUMNS, dialect), sums)
-    if bins:
-        conn.exec_driver_sql(_upsert_sql("rollup_latency", ("grain", "bucket", "key_id", "measure", "bin"), ("n",),
-                                         dialect), bins)
-    if any(row[3] < 0 for row in sums) or any(row[-1] < 0 for row in bins):
+    if any(row[3] < 0 for row in sums):
         marker = "?" if dialect == "sqlite" else "%s"
         conn.exec_driver_sql(f"DELETE FROM rollups WHERE grain = {marker} AND bucket = {marker} "
                              f"AND key_id = {marker} AND requests = 0", [row[:3] for row in sums])
-        conn.exec_driver_sql(f"DELETE FROM rollup_latency WHERE grain = {marker} AND bucket = {marker} "
-                             f"AND key_id = {marker} AND measure = {marker} AND bin = {marker} AND n = 0",
-                             [row[:5] for row in bins])
+    # After the sums: on SQLite this transaction holds the write lock by now (see _histogram).
+    merge_into_store(conn, delta.histograms(ids))
     return ids

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
@@ -195,9 +196,10 @@ rollup_keys: Final = Table(
     PrimaryKeyConstraint("id"),
 )
 
-# Sums per (grain, bucket, key): grain 60 (minute), 3600 (hour) or 86400 (day) seconds,
-# bucket the epoch second the bucket starts at (UTC). Additive columns only, so any range
-# and grouping is a SUM. Minute rows are pruned with the raw rows; hours and days stay.
+# Sums per (grain, bucket, key): grain 60 (minute), 3600 (hour), 21600 (six hours) or 86400
+# (day) seconds, bucket the epoch second the bucket starts at (UTC). Additive columns only,
+# so any range and grouping is a SUM. Minute rows are pruned with the raw rows; the others
+# stay.
 rollups: Final = Table(
     "rollups",
     metadata,
@@ -221,20 +223,19 @@ rollups: Final = Table(
     sqlite_with_rowid=False,
 )
 
-# Latency distributions: how many values of ``measure`` (0 call, 1 request, 2 time to first
-# token) fell in log-spaced bin ``bin`` per (grain, bucket, key). Summing ``n`` over any
-# range and grouping gives that selection's histogram, hence its percentiles. The key
-# starts (grain, measure, bucket): a percentile reads only its own measure's rows.
+# Latency distributions: per (grain, bucket, key), the histogram of ``measure`` (0 call, 1
+# request, 2 time to first token) over log-spaced bins, packed in ``counts`` (_histogram).
+# Adding the histograms of any range and grouping gives that selection's percentiles. The
+# key starts (grain, measure, bucket): a percentile reads only its own measure's rows.
 rollup_latency: Final = Table(
     "rollup_latency",
     metadata,
     Column("grain", Integer, nullable=False),
+    Column("measure", SmallInteger, nullable=False),
     Column("bucket", BigInteger, nullable=False),
     Column("key_id", Integer, nullable=False),
-    Column("measure", SmallInteger, nullable=False),
-    Column("bin", SmallInteger, nullable=False),
-    Column("n", BigInteger, nullable=False),
-    PrimaryKeyConstraint("grain", "measure", "bucket", "key_id", "bin"),
+    Column("counts", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("grain", "measure", "bucket", "key_id"),
     sqlite_with_rowid=False,
 )
 

@@ -39,8 +39,12 @@ def count_calls(bind: Bind, filters: Filters = Filters()) -> int:
 
 def raw_time_extent(bind: Bind) -> tuple[datetime | None, datetime | None]:
     """The oldest and newest raw row's ``start_time``: how far back calls can be opened."""
+    # Two subqueries: SQLite answers a lone min() or max() from the index, both in one
+    # SELECT by scanning the table.
+    oldest = select(func.min(_t.start_time)).scalar_subquery()
+    newest = select(func.max(_t.start_time)).scalar_subquery()
     with connect(bind) as conn:
-        first, last = conn.execute(select(func.min(_t.start_time), func.max(_t.start_time))).one()
+        first, last = conn.execute(select(oldest, newest)).one()
     return as_utc(first), as_utc(last)
 
 

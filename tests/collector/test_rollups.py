@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import rollup_oracle as oracle
-from sqlalchemy import insert
+from sqlalchemy import column, delete, insert, table
 
 from llmlens.collector import migrate, queries
 from llmlens.collector.queries import Filters
@@ -33,6 +33,7 @@ from llmlens.collector.store import (
     prune,
     reprice_rows,
 )
+from llmlens.collector.store._rollup import SIX_HOURS, SUM_COLUMNS, Delta, KeyCache, _upsert_sql
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 GROUPINGS: list[tuple[str, ...]] = [(), ("task",), ("model",), ("task", "prompt_version"), ("status", "failure_reason"),
@@ -235,7 +236,7 @@ def test_rollups_can_be_pruned_too_but_never_before_the_raw_rows(db_url: str) ->
     assert queries.summary(store.engine, Filters(start=T0 + timedelta(days=2)))["requests"] == store.count_rows()
 
 
-def test_migration_0002_backfills_rollups_of_a_store_written_without_them(db_url: str) -> None:
+def test_migrations_backfill_rollups_of_a_store_written_without_them(db_url: str) -> None:
     migrate.upgrade(db_url, "0001")
     rows = oracle.random_rows(700, seed=12, start=T0)
     with get_engine(db_url).begin() as conn:
@@ -244,3 +245,31 @@ def test_migration_0002_backfills_rollups_of_a_store_written_without_them(db_url
     assert (before, after) == ("0001", migrate.SCHEMA_REVISION)  # through 0002 and what follows it
     store = open_store(db_url)
     _check_everything(store, store.fetch_rows(), seed=13, rounds=8)
+
+
+def test_migration_0005_packs_latency_bins_into_histograms_and_keeps_pruned_history(db_url: str) -> None:
+    # A store at 0004 whose rollups (a latency row per bin) were written before 0005, and
+    # whose oldest raw rows were pruned since: the histograms must hold what the bins held.
+    migrate.upgrade(db_url, "0004")
+    rows = oracle.random_rows(600, seed=14, start=T0)
+    with get_engine(db_url).begin() as conn:
+        conn.execute(insert(llm_spans), rows)
+        delta = Delta.of(rows)
+        ids = KeyCache().resolve(conn, delta.keys())
+        conn.exec_driver_sql(_upsert_sql("rollups", ("grain", "bucket", "key_id"), SUM_COLUMNS, conn.dialect.name),
+                             [r for r in delta.sum_rows(ids, ordered=True) if r[0] != SIX_HOURS])  # 0005's grain
+        old = table("rollup_latency", *(column(name) for name in ("grain", "measure", "bucket", "key_id", "bin", "n")))
+        conn.execute(insert(old), [{"grain": g, "measure": m, "bucket": b, "key_id": k, "bin": index, "n": n}
+                                   for (g, m, b, k), hist in delta.histograms(ids).items() for index, n in hist.items()
+                                   if g != SIX_HOURS])
+        cut = T0 + timedelta(days=1)
+        conn.execute(delete(llm_spans).where(llm_spans.c.start_time < cut))
+    assert migrate.upgrade(db_url) == ("0004", migrate.SCHEMA_REVISION)
+    store = open_store(db_url)
+    assert store.count_rows() < len(rows)  # the pruned rows live on in the rollups only
+    everything = [dict(row, id=i) for i, row in enumerate(rows)]
+    for measure in ("call", "request", "ttft"):
+        _check_percentiles(store, everything, Filters(), ("task",), measure)
+    _check_percentiles(store, everything, Filters(), ("model",), "call", SIX_HOURS)  # the grain 0005 adds
+    _check_series(store, everything, Filters(), ("task",), SIX_HOURS)
+    _same_totals(queries.summary(store.engine, Filters()), oracle.totals(everything))

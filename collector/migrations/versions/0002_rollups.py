@@ -1,12 +1,11 @@
-"""Rollups: pre-aggregated sums and latency histograms per minute, hour and day, backfilled.
+"""Rollups: pre-aggregated sums and latency histograms per minute, hour and day.
 
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-01
 
-The backfill reads the raw rows in primary-key chunks and adds each chunk to the rollups
-with the same code the write path uses, so a migrated store holds exactly what a store
-that was written with rollups from the start would.
+The backfill from the raw rows runs in 0005: it uses the live write path, which writes the
+latency layout of 0005, not the one created here.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
-
-_CHUNK = 20_000
 
 
 def upgrade() -> None:
@@ -71,22 +68,6 @@ def upgrade() -> None:
         sa.Column("value", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_store_marks"),
     )
-    _backfill(op.get_bind())
-
-
-def _backfill(conn: sa.Connection) -> None:
-    from llmlens.collector.store._rollup import Delta, KeyCache, apply
-    from llmlens.collector.store._tables import llm_spans
-
-    keys = KeyCache()
-    last_id = 0
-    while True:
-        rows = [dict(r._mapping) for r in conn.execute(
-            sa.select(llm_spans).where(llm_spans.c.id > last_id).order_by(llm_spans.c.id).limit(_CHUNK))]
-        if not rows:
-            return
-        keys.remember(apply(conn, Delta.of(rows), keys))
-        last_id = rows[-1]["id"]
 
 
 def downgrade() -> None:
