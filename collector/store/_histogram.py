@@ -50,6 +50,7 @@ __all__ = [
     "decode",
     "encode",
     "merge_into_store",
+    "merged",
     "new_histogram",
     "percentile_bins",
 ]
@@ -89,26 +90,63 @@ _GAP: Final = 8
 
 
 def encode(bins: Mapping[int, int]) -> bytes:
-    """The blob of a histogram, in whichever of two forms is smaller.
+    """The blob of a histogram (bin -> count), in whichever of two forms is smaller.
 
     Sparse (``0``, then ``(bin uint16, n int64)`` pairs) suits the few scattered values of
     a minute; dense (``1``, the first bin as uint16, then an int64 count per bin from there)
-    suits hours and days, whose bins are mostly filled, and is read at C speed (``add_blob``).
+    suits hours and days, whose bins are mostly filled, and is read and merged at C speed.
     All little-endian.
     """
-    present = sorted((b, n) for b, n in bins.items() if n)
+    present = [b for b, n in bins.items() if n]
     if not present:
         return b""
-    low, high = present[0][0], present[-1][0]
-    if (high - low + 1) * 8 + 2 < len(present) * _PAIR.size:
-        counts = array("q", bytes(8 * (high - low + 1)))
-        for b, n in present:
-            counts[b - low] = n
+    low = min(present)
+    counts = [0] * (max(present) - low + 1)
+    for b in present:
+        counts[b - low] = bins[b]
+    return _pack(low, counts)
+
+
+def _pack(low: int, counts: list[int]) -> bytes:
+    # ``counts``: a count per bin from ``low``; zeros at either end are trimmed here.
+    filled = len(counts) - counts.count(0)
+    if not filled:
+        return b""
+    first = next(i for i, n in enumerate(counts) if n)
+    last = len(counts) - next(i for i, n in enumerate(reversed(counts)) if n)
+    if (last - first) * 8 + 2 < filled * _PAIR.size:
+        dense = array("q", counts[first:last])
         if sys.byteorder == "big":
-            counts.byteswap()
-        return bytes((_DENSE,)) + _LOW.pack(low) + counts.tobytes()
+            dense.byteswap()
+        return bytes((_DENSE,)) + _LOW.pack(low + first) + dense.tobytes()
     pack = _PAIR.pack
-    return bytes((_SPARSE,)) + b"".join(pack(b, n) for b, n in present)
+    return bytes((_SPARSE,)) + b"".join(pack(low + i, n) for i, n in enumerate(counts[first:last], first) if n)
+
+
+def merged(blob: bytes | None, change: Mapping[int, int]) -> bytes:
+    """The blob of a stored histogram (None: none yet) plus ``change`` (counts may be
+    negative)."""
+    if not change:
+        return blob or b""
+    low, high = min(change), max(change)
+    dense: array[int] | None = None
+    pairs: list[tuple[int, int]] = []
+    if blob:
+        if blob[0] == _SPARSE:
+            pairs = list(_PAIR.iter_unpack(blob[1:]))
+            low, high = min(low, pairs[0][0]), max(high, pairs[-1][0])
+        else:
+            start, dense = _dense(blob)
+            low, high = min(low, start), max(high, start + len(dense) - 1)
+    counts = [0] * (high - low + 1)
+    if dense is not None:
+        offset = start - low
+        counts[offset:offset + len(dense)] = dense
+    for b, n in pairs:
+        counts[b - low] += n
+    for b, n in change.items():
+        counts[b - low] += n
+    return _pack(low, counts)
 
 
 def decode(blob: bytes) -> Iterator[tuple[int, int]]:
@@ -173,11 +211,7 @@ def merge_into_store(conn: Connection, changes: Mapping[HistogramKey, Histogram]
     writes: list[dict[str, Any]] = []
     emptied: list[HistogramKey] = []
     for key in keys:
-        blob = stored.get(key)
-        merged: Histogram = dict(decode(blob)) if blob else {}
-        for b, n in changes[key].items():
-            merged[b] = merged.get(b, 0) + n
-        counts = encode(merged)
+        counts = merged(stored.get(key), changes[key])
         if counts:
             writes.append({"grain": key[0], "measure": key[1], "bucket": key[2], "key_id": key[3], "counts": counts})
         elif key in stored:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmlens.collector.store._histogram import MAX_BIN, add_blob, decode, encode, new_histogram, percentile_bins
+from llmlens.collector.store._histogram import (
+    MAX_BIN,
+    add_blob,
+    decode,
+    encode,
+    merged,
+    new_histogram,
+    percentile_bins,
+)
 
 _bins = st.dictionaries(st.integers(0, MAX_BIN), st.integers(0, 2**40), max_size=60)
 
@@ -25,6 +33,15 @@ def test_adding_blobs_equals_adding_the_histograms(histograms: list[dict[int, in
         for b, n in bins.items():
             want[b] += n
     assert summed == want
+
+
+@given(_bins, st.dictionaries(st.integers(0, MAX_BIN), st.integers(-5, 2**40), max_size=60))
+def test_merging_a_change_into_a_stored_histogram_adds_bin_by_bin(stored: dict[int, int],
+                                                                   change: dict[int, int]) -> None:
+    want = dict(stored)
+    for b, n in change.items():
+        want[b] = want.get(b, 0) + n
+    assert list(decode(merged(encode(stored) or None, change))) == sorted((b, n) for b, n in want.items() if n)
 
 
 def test_scattered_values_pack_sparse_and_filled_ranges_pack_dense() -> None:
