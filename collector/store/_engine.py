@@ -61,7 +61,10 @@ def _set_sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     # across application crashes (not power loss), the usual trade-off for telemetry.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    # Processes writing one file take turns, and SQLite's busy handler is not fair: on a
+    # loaded machine one of four writers waited over 5 s. 30 s (the connect timeout) keeps
+    # that from reading as "store unavailable"; exits stay bounded by the export pipeline.
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA temp_store=MEMORY")
     # Checkpoint every ~4 MB of WAL (SQLite's default). Every ~40 MB gave ~14% more

@@ -17,10 +17,12 @@ database group a hundred times as many rows.
 
 Writers merge: read the rows a batch touches, add, write back, in the transaction of the
 raw insert. On SQLite the writer holds the database's write lock by then (the raw insert
-came first), so nobody interleaves. On PostgreSQL two collectors may touch the same row:
-missing rows are first inserted empty (``ON CONFLICT DO NOTHING`` waits for a concurrent
-inserter to commit), then all rows are read ``FOR UPDATE`` in key order (one lock order for
-every writer: no deadlock), so each merge sees the other's committed counts.
+came first), so nobody interleaves. On PostgreSQL, where several collectors write at once,
+every merge first takes one transaction-level advisory lock: merges take turns from there
+to their commit (a few milliseconds: the raw inserts and sum upserts before it still run
+side by side), and each starts from the others' committed counts. No deadlock: a writer
+holding the lock needs no other lock a waiting writer holds (histogram rows are written
+only under it).
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from operator import add
 from typing import Any, Final
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql
 
 from llmlens.collector.store._tables import rollup_latency
 
@@ -49,6 +50,7 @@ __all__ = [
     "bin_value",
     "decode",
     "encode",
+    "lock_histograms",
     "merge_into_store",
     "merged",
     "new_histogram",
@@ -87,6 +89,7 @@ _PAIR: Final = struct.Struct("<Hq")
 _LOW: Final = struct.Struct("<H")
 _CHUNK: Final = 2000  # keys per read: its key-id list stays well under every driver's parameter limit
 _GAP: Final = 8
+_MERGE_LOCK: Final = 0x6C6C6D6C656E73  # PostgreSQL advisory lock key of histogram merges ("llmlens")
 
 
 def encode(bins: Mapping[int, int]) -> bytes:
@@ -94,8 +97,8 @@ def encode(bins: Mapping[int, int]) -> bytes:
 
     Sparse (``0``, then ``(bin uint16, n int64)`` pairs) suits the few scattered values of
     a minute; dense (``1``, the first bin as uint16, then an int64 count per bin from there)
-    suits hours and days, whose bins are mostly filled, and is read and merged at C speed.
-    All little-endian.
+    suits hours and days, whose bins are mostly filled, and is read and merged at C speed,
+    so it is chosen unless it would be over four times the size. All little-endian.
     """
     present = [b for b, n in bins.items() if n]
     if not present:
@@ -114,7 +117,9 @@ def _pack(low: int, counts: list[int]) -> bytes:
         return b""
     first = next(i for i, n in enumerate(counts) if n)
     last = len(counts) - next(i for i, n in enumerate(reversed(counts)) if n)
-    if (last - first) * 8 + 2 < filled * _PAIR.size:
+    # Dense unless it is over four times the size: dense blobs are packed, merged and read
+    # at C speed, sparse ones a pair at a time in Python.
+    if (last - first) * 8 + 2 <= 4 * filled * _PAIR.size:
         dense = array("q", counts[first:last])
         if sys.byteorder == "big":
             dense.byteswap()
@@ -193,17 +198,12 @@ def merge_into_store(conn: Connection, changes: Mapping[HistogramKey, Histogram]
         return
     keys = sorted(changes)
     c = rollup_latency.c
-    postgres = conn.dialect.name == "postgresql"
-    if postgres:
-        conn.execute(postgresql.insert(rollup_latency).on_conflict_do_nothing(),
-                     [{"grain": g, "measure": m, "bucket": b, "key_id": k, "counts": b""} for g, m, b, k in keys])
+    lock_histograms(conn)
     stored: dict[HistogramKey, bytes] = {}
     wanted = set(keys)
     for grain, measure, first, last, key_ids in _runs(keys):
         statement = select(c.grain, c.measure, c.bucket, c.key_id, c.counts).where(
             c.grain == grain, c.measure == measure, c.bucket >= first, c.bucket <= last, c.key_id.in_(key_ids))
-        if postgres:
-            statement = statement.order_by(c.grain, c.measure, c.bucket, c.key_id).with_for_update()
         for g, m, b, k, blob in conn.execute(statement):
             key = (int(g), int(m), int(b), int(k))
             if key in wanted:
@@ -222,6 +222,16 @@ def merge_into_store(conn: Connection, changes: Mapping[HistogramKey, Histogram]
         marker = "?" if conn.dialect.name == "sqlite" else "%s"
         conn.exec_driver_sql(f"DELETE FROM rollup_latency WHERE grain = {marker} AND measure = {marker} "
                              f"AND bucket = {marker} AND key_id = {marker}", emptied)
+
+
+def lock_histograms(conn: Connection) -> None:
+    """Take the histogram writers' lock (PostgreSQL), held to the end of the transaction.
+
+    Every writer of ``rollup_latency`` takes it (merges, prunes). Row locks would not do: a
+    histogram a concurrent writer is about to create has no row to lock yet.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_MERGE_LOCK,))
 
 
 def _runs(keys: Sequence[HistogramKey]) -> Iterator[tuple[int, int, int, int, list[int]]]:
@@ -245,8 +255,18 @@ def _runs(keys: Sequence[HistogramKey]) -> Iterator[tuple[int, int, int, int, li
 
 
 def _upsert(conn: Connection, writes: Sequence[dict[str, Any]]) -> None:
-    marker = "?" if conn.dialect.name == "sqlite" else "%s"
-    # The driver's executemany directly: this runs for every batch the store takes.
+    # Straight to the driver: this runs for every batch the store takes.
+    if conn.dialect.name == "postgresql":
+        # One statement over arrays: an executemany is a round of the protocol per row.
+        columns = [[w[name] for w in writes] for name in ("grain", "measure", "bucket", "key_id", "counts")]
+        conn.exec_driver_sql(
+            "INSERT INTO rollup_latency (grain, measure, bucket, key_id, counts) "
+            "SELECT * FROM unnest(%s::integer[], %s::smallint[], %s::bigint[], %s::integer[], %s::bytea[]) "
+            "ON CONFLICT (grain, measure, bucket, key_id) DO UPDATE SET counts = excluded.counts",
+            tuple(columns),
+        )
+        return
+    marker = "?"
     conn.exec_driver_sql(
         f"INSERT INTO rollup_latency (grain, measure, bucket, key_id, counts) "
         f"VALUES ({marker}, {marker}, {marker}, {marker}, {marker}) "

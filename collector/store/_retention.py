@@ -16,6 +16,7 @@ from typing import Final
 from sqlalchemy import Connection, Table, delete, func, insert, select, update
 
 from llmlens.collector.store._filters import Bind, transaction
+from llmlens.collector.store._histogram import lock_histograms
 from llmlens.collector.store._plan import MINUTES_FROM
 from llmlens.collector.store._rollup import DAY, GRAINS, MINUTE, SIX_HOURS
 from llmlens.collector.store._tables import llm_spans, rollup_latency, rollups, store_marks
@@ -76,6 +77,7 @@ def _prune_rollups(bind: Bind, grains: tuple[int, ...], cut: int) -> int:
                 # the same transaction: reads know from where minutes are complete (_plan).
                 end = min(int(first) + _SLICE, cut)
                 deleted += _delete_slice(conn, rollups, grain, end)
+                lock_histograms(conn)  # a merge in flight must not write back what this deletes
                 _delete_slice(conn, rollup_latency, grain, end)
                 if grain == MINUTE:
                     _mark_minutes_from(conn, end)

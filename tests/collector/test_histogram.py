@@ -46,9 +46,9 @@ def test_merging_a_change_into_a_stored_histogram_adds_bin_by_bin(stored: dict[i
 
 def test_scattered_values_pack_sparse_and_filled_ranges_pack_dense() -> None:
     scattered = encode({3: 1, 400: 2})
-    filled = encode(dict.fromkeys(range(200, 260), 5))
+    filled = encode({**dict.fromkeys(range(200, 260, 3), 5), 300: 1})
     assert scattered[0] == 0 and len(scattered) == 1 + 2 * 10
-    assert filled[0] == 1 and len(filled) == 1 + 2 + 60 * 8
+    assert filled[0] == 1 and len(filled) == 1 + 2 + 101 * 8
 
 
 def test_percentiles_are_the_first_bin_whose_cumulative_count_reaches_the_rank() -> None:
