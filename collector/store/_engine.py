@@ -91,7 +91,10 @@ def make_engine(url: str) -> Engine:
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=5,
-        connect_args={"connect_timeout": 10, "application_name": "llmlens"},
+        # Every read sums a few thousand rollup rows: starting parallel workers for them
+        # cost more than it saved (a 30-day sum on the 1M-row store: 33 ms with two, 19 without).
+        connect_args={"connect_timeout": 10, "application_name": "llmlens",
+                      "options": "-c max_parallel_workers_per_gather=0"},
     )
 
 
