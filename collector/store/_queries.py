@@ -370,10 +370,10 @@ def _histogram_percentiles(conn: Connection, filters: Filters, pieces: Any, by: 
     groups = _groups(src, by, width)
     names = [g.name for g in groups]
     summed: dict[tuple[Any, ...], list[int]] = {}
-    for *group, blob in conn.execute(_keyed(select(*groups, src.c.counts), src, filters)):
-        hist = summed.get(tuple(group))
+    for *values, blob in conn.execute(_keyed(select(*groups, src.c.counts), src, filters)):
+        hist = summed.get(tuple(values))
         if hist is None:
-            hist = summed[tuple(group)] = new_histogram()
+            hist = summed[tuple(values)] = new_histogram()
         add_blob(hist, bytes(blob))
     rows = []
     for group, hist in summed.items():
