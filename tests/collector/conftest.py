@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,15 +92,7 @@ def run_collector(tmp_path: Path) -> Iterator[Callable[..., CollectorProcess]]:
 
     yield run
     for collector in started:
-        if collector.process.poll() is None:
-            # SIGTERM first: with --workers the parent forwards it to its workers, where a
-            # SIGKILL of the parent alone would leave them running, serving the port.
-            collector.process.terminate()
-            try:
-                collector.process.wait(30)
-            except subprocess.TimeoutExpired:
-                collector.process.kill()
-                collector.process.wait(10)
+        collector.shut_down()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium import DevTools, chromium, chromium_path
 
 from llmlens.collector.schema import ROW_COLUMNS
 from llmlens.collector.store import Store, open_store
@@ -91,3 +93,12 @@ def known_store(db_url: str, make_store: Callable[..., Store]) -> Store:
 def pg_known_store(pg_url: str, make_store: Callable[..., Store]) -> Store:
     """The rows of :func:`known_rows` on PostgreSQL only."""
     return make_store(pg_url, known_rows())
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[DevTools]:
+    """Headless Chromium driven over DevTools, with a profile of its own; skipped without Chromium."""
+    if chromium_path() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    with chromium(tmp_path / "chromium-profile") as devtools:
+        yield devtools

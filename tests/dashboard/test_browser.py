@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chromium import EXCEPTIONS, DevTools, chromium, chromium_path, free_port, stop, wait_until
+from chromium import EXCEPTIONS, DevTools, free_port, stop, wait_until
 
 from llmlens.collector.store import Store
 from llmlens.dashboard import dashboard_command
@@ -49,14 +49,6 @@ def dashboard(sqlite_url: str, make_store: Callable[..., Store], span_row: Calla
         yield url
     finally:
         stop(server)
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[DevTools]:
-    if chromium_path() is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    with chromium(tmp_path / "chromium-profile") as devtools:
-        yield devtools
 
 
 def test_the_running_dashboard_renders_real_numbers_in_a_browser(dashboard: str, browser: DevTools,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chromium import DevTools, chromium, chromium_path, free_port, stop, wait_until
+from chromium import DevTools, free_port, stop, wait_until
 
 from llmlens.collector.store import Store, open_store, summary
 from llmlens.dashboard._demo_store import choose_demo_store
@@ -89,14 +89,6 @@ def test_the_dashboard_starts_in_a_fresh_home_with_stdin_closed_and_writes_nothi
     assert "skills" not in output.lower()
     assert url in output  # where to point a browser
     assert sorted(p.name for p in fresh_home.rglob("*")) == [".claude"]
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[DevTools]:
-    if chromium_path() is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    with chromium(tmp_path / "chromium-profile") as devtools:
-        yield devtools
 
 
 @pytest.mark.browser

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import streamlit as st
-from chromium import DevTools, chromium, chromium_path, click, free_port, hover, serving, wait_until
+from chromium import DevTools, click, free_port, hover, serving, wait_until
 from hostile_spans import PixelServer, pixel_server, write_hostile_store
 from streamlit.testing.v1 import AppTest
 
@@ -184,14 +184,6 @@ def _drawn(browser: DevTools, page: str) -> bool:
     heading, charts = _DRAWN[page]
     return (heading in _page_text(browser) and int(browser.evaluate(_CHARTS)) >= charts
             and not browser.evaluate(_RUNNING) and int(browser.evaluate(_SKELETONS)) == 0)
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[DevTools]:
-    if chromium_path() is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    with chromium(tmp_path / "chromium-profile") as devtools:
-        yield devtools
 
 
 @pytest.mark.browser

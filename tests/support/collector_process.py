@@ -53,6 +53,19 @@ class CollectorProcess:
             self.process.terminate()
         return self.process.wait(timeout)
 
+    def shut_down(self, timeout: float = 30) -> None:
+        """Stop the collector whatever state it is in: SIGTERM first (with --workers the
+        parent forwards it to its workers, where a SIGKILL of the parent alone would leave
+        them serving the port), SIGKILL if it does not exit in ``timeout`` seconds."""
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
 
 def start_collector(
     db_url: str, log: Path, *args: str, env: dict[str, str] | None = None, wait_healthy: bool = True,
@@ -110,13 +123,7 @@ def module_collector(request: pytest.FixtureRequest,
     try:
         yield collector
     finally:
-        if collector.process.poll() is None:
-            collector.process.terminate()
-            try:
-                collector.process.wait(20)
-            except subprocess.TimeoutExpired:
-                collector.process.kill()
-                collector.process.wait(10)
+        collector.shut_down(20)
         from llmlens.collector.store import dispose_engines
 
         dispose_engines()
