@@ -84,12 +84,14 @@ def test_an_exporter_that_fails_or_raises_is_counted_logged_and_never_raised(
         provider: TracerProvider, drops: list[tuple[str, int]], caplog: pytest.LogCaptureFixture) -> None:
     failing = GatedExporter(SpanExportResult.FAILURE)
     raising = GatedExporter(error=RuntimeError("exporter bug"))
-    for exporter in (failing, raising):
+    pipelines = [ExportPipeline(exporter, schedule_delay=0.01) for exporter in (failing, raising)]
+    for exporter, pipeline in zip((failing, raising), pipelines):
         exporter.gate.set()
-        provider.add_span_processor(ExportPipeline(exporter, schedule_delay=0.01))
+        provider.add_span_processor(pipeline)
     with caplog.at_level(logging.ERROR, logger="llmlens"):
         _spans(provider, 7)
-        assert provider.force_flush() is False
+        # Each pipeline on its own: the provider's flush stops at the first False.
+        assert [p.force_flush(10_000) for p in pipelines] == [False, False]
     assert drops == [("export_failed", 7), ("export_failed", 7)]
     assert any("the exporter failed on 7 spans" in r.getMessage() for r in caplog.records)
     provider.shutdown()
