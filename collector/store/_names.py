@@ -5,21 +5,26 @@ A span that names the work beneath it (a workflow, chain, agent or trace; see
 path could not walk take the innermost stored name of their trace whose time span holds
 their start; a name that arrives after its rows fills their NULL task. All of it runs in
 the transaction that writes the batch's rows, so a batch is all or nothing.
+
+Two such transactions on one trace take turns (:func:`take_turns`): one writing rows
+whose ancestry is unknown, the other the name above them, each unable to see what the
+other has not committed, would otherwise leave the rows with no task for good.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from llmlens.collector.store._tables import SpanRow, llm_spans, llm_trace_names
 from llmlens.collector.store._time import as_utc
 
-__all__ = ["NameLike", "fill_tasks", "name_rows", "save_names"]
+__all__ = ["NameLike", "fill_tasks", "name_rows", "save_names", "take_turns"]
 
 _n = llm_trace_names.c
 _t = llm_spans.c
@@ -40,6 +45,39 @@ class NameLike(Protocol):
     def start_time(self) -> datetime: ...
     @property
     def end_time(self) -> datetime: ...
+
+
+# Locks acquired in the order of the array (a function scan): sorted keys, so two
+# transactions locking overlapping sets of traces never wait on each other in a cycle.
+_PG_LOCK = text("SELECT pg_advisory_xact_lock(k) FROM unnest(:keys) AS k").bindparams(
+    bindparam("keys", type_=postgresql.ARRAY(postgresql.BIGINT)))
+
+
+def take_turns(conn: Connection, trace_ids: Iterable[str]) -> None:
+    """Wait until no other transaction names or writes the unnamed rows of these traces.
+
+    The first statement of the transaction. A batch's rows with no known ancestor read the
+    stored names (``name_rows``), and a batch's names update the stored rows with no task
+    (``fill_tasks``); under READ COMMITTED each misses what the other has not committed
+    yet, so when two collector workers write the rows and their ancestor at once, the rows
+    would keep no task. Taking turns, the later transaction sees the earlier one's commit.
+
+    PostgreSQL: one transaction-scoped advisory lock per trace (a hash of its id; a
+    collision only makes two traces take turns). SQLite: the database's write lock, taken
+    at ``BEGIN IMMEDIATE``; pysqlite would begin the transaction only at its first write,
+    after ``name_rows`` had read outside it.
+    """
+    if conn.dialect.name == "postgresql":
+        keys = sorted({_lock_key(trace_id) for trace_id in trace_ids})
+        if keys:
+            conn.execute(_PG_LOCK, {"keys": keys})
+    elif not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        # (An engine that begins its transactions itself has begun this one already.)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _lock_key(trace_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(trace_id.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def save_names(conn: Connection, names: Sequence[NameLike]) -> None:

@@ -55,6 +55,8 @@ class Store:
         if not rows and not names:
             return 0
         with translated("cannot write to", self.url), self.engine.begin() as conn:
+            if names or unresolved:
+                _names.take_turns(conn, {n.trace_id for n in names} | {r["trace_id"] for r in unresolved})
             moved = []
             if names:
                 _names.save_names(conn, names)

@@ -4,8 +4,9 @@ Rows whose named ancestor (an agent, a workflow) is exported in a later batch ar
 with no task; when the ancestor arrives, the store gives them its name and moves their
 share of the rollups from "no task" to that task in the same transaction. These tests
 compare ``queries.breakdown(by="task")`` (rollups) with a GROUP BY over the raw rows after
-such backfills: through ingestors as the collector's workers run them, one after the other
-and, on PostgreSQL, two workers naming the same rows at once.
+such backfills: through ingestors as the collector's workers run them, one after the other,
+two workers naming the same rows at once on PostgreSQL, and the rows and their ancestor
+written by two workers in transactions that overlap, in both orders, on both databases.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, event, func, select
 
 from llmlens.collector import queries
 from llmlens.collector.ingest import Ingestor
 from llmlens.collector.record import STATUS_ERROR, SpanRecord
-from llmlens.collector.store import Store, llm_spans, open_store
+from llmlens.collector.store import Store, llm_spans, make_engine, open_store
 
 T0_NS = int(datetime(2026, 3, 2, 9, 0, tzinfo=UTC).timestamp() * 1e9)
 SECOND = 1_000_000_000
@@ -154,3 +155,75 @@ def test_two_workers_naming_the_same_rows_at_once_move_each_row_once(pg_url: str
     assert sum(n for n, _inp, _out in raw.values()) == 8
     assert None not in raw and set(raw) <= {"planner", "triage"}
     _assert_rollups_agree(store)
+
+
+def _held_at_commit(engine: Engine) -> tuple[threading.Event, threading.Event]:
+    """Make each transaction of ``engine`` wait, all its statements run, until released."""
+    at_commit, release = threading.Event(), threading.Event()
+
+    def hold(_conn: Any) -> None:
+        at_commit.set()
+        release.wait(60)
+
+    event.listen(engine, "commit", hold)
+    return at_commit, release
+
+
+def _writes_issued(engine: Engine) -> list[str]:
+    """The statements ``engine`` issued that write, or take the database's write lock."""
+    issued: list[str] = []
+
+    def log(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "BEGIN", "SELECT PG_ADVISORY")):
+            issued.append(statement)
+
+    event.listen(engine, "before_cursor_execute", log)
+    return issued
+
+
+@pytest.mark.parametrize("first", ["rows", "ancestor"])
+def test_rows_and_their_named_ancestor_written_by_two_workers_at_once_get_its_name(db_url: str, first: str) -> None:
+    # Two collector workers: one writes requests whose parent it never saw, the other the
+    # agent above them. Each transaction runs while the other is open, uncommitted: under
+    # READ COMMITTED neither sees the other's writes unless they take turns, and a row
+    # written with no task after its name's backfill ran would keep no task for good.
+    open_store(db_url)
+    trace = _trace(11)
+    rows = _requests(trace, "00000000000000e2", 0, 3)
+    ancestor = [_agent(trace, "00000000000000e2", "00000000000000e1", "planner", 0, 400)]
+    first_batch, second_batch = (rows, ancestor) if first == "rows" else (ancestor, rows)
+    engines = make_engine(db_url), make_engine(db_url)
+    at_commit, release = _held_at_commit(engines[0])
+    second_writes = _writes_issued(engines[1])
+    errors: list[BaseException] = []
+
+    def ingest(engine: Engine, batch: list[SpanRecord]) -> None:
+        try:
+            Ingestor(Store(engine)).ingest(batch)
+        except BaseException as exc:
+            errors.append(exc)
+
+    writers = [threading.Thread(target=ingest, args=(engine, batch))
+               for engine, batch in zip(engines, (first_batch, second_batch), strict=True)]
+    try:
+        writers[0].start()
+        assert at_commit.wait(60), errors
+        writers[1].start()
+        # Let the second transaction run as far as it can while the first is uncommitted:
+        # to its end, or until it waits for the first (on PostgreSQL a lock wait; SQLite
+        # has a single writer, so the second waits at its first write).
+        store = Store(engines[1])
+        while writers[1].is_alive() and not (second_writes if store.dialect == "sqlite"
+                                             else _waiting_on_locks(store)):
+            time.sleep(0.01)
+        release.set()
+        for writer in writers:
+            writer.join(60)
+        assert not errors
+        tasks = [row["task"] for row in store.fetch_rows()]
+        assert tasks == ["planner"] * 3
+        _assert_rollups_agree(store)
+    finally:
+        release.set()
+        for engine in engines:
+            engine.dispose()
