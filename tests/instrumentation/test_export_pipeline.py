@@ -85,7 +85,7 @@ def test_an_exporter_that_fails_or_raises_is_counted_logged_and_never_raised(
     failing = GatedExporter(SpanExportResult.FAILURE)
     raising = GatedExporter(error=RuntimeError("exporter bug"))
     pipelines = [ExportPipeline(exporter, schedule_delay=0.01) for exporter in (failing, raising)]
-    for exporter, pipeline in zip((failing, raising), pipelines):
+    for exporter, pipeline in zip((failing, raising), pipelines, strict=True):
         exporter.gate.set()
         provider.add_span_processor(pipeline)
     with caplog.at_level(logging.ERROR, logger="llmlens"):
