@@ -35,9 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from operator import add
 from typing import Any, Final
 
-from sqlalchemy import Connection, select
-
-from llmlens.collector.store._tables import rollup_latency
+from sqlalchemy import Connection
 
 __all__ = [
     "GROWTH",
@@ -134,6 +132,17 @@ def merged(blob: bytes | None, change: Mapping[int, int]) -> bytes:
     if not change:
         return blob or b""
     low, high = min(change), max(change)
+    if blob and blob[0] == _DENSE:
+        start, counts = _dense(blob)
+        if low >= start and high < start + len(counts) and min(change.values()) > 0:
+            # The usual merge into an hour or a day: new values inside the bins it spans.
+            # Its ends stay non-zero and it only gets denser, so it stays this same form,
+            # and the counts are added in place without unpacking.
+            for b, n in change.items():
+                counts[b - start] += n
+            if sys.byteorder == "big":
+                counts.byteswap()
+            return blob[:3] + counts.tobytes()
     dense: array[int] | None = None
     pairs: list[tuple[int, int]] = []
     if blob:
@@ -197,16 +206,18 @@ def merge_into_store(conn: Connection, changes: Mapping[HistogramKey, Histogram]
     if not changes:
         return
     keys = sorted(changes)
-    c = rollup_latency.c
     lock_histograms(conn)
     stored: dict[HistogramKey, bytes] = {}
-    wanted = set(keys)
+    # One fixed statement with the key ids as a single parameter, run as is: building and
+    # compiling a Core select with an expanding IN per run cost more than the reads.
+    if conn.dialect.name == "sqlite":
+        sql, ids_param = _READ_SQLITE, _json_ids
+    else:
+        sql, ids_param = _READ_POSTGRES, list
     for grain, measure, first, last, key_ids in _runs(keys):
-        statement = select(c.grain, c.measure, c.bucket, c.key_id, c.counts).where(
-            c.grain == grain, c.measure == measure, c.bucket >= first, c.bucket <= last, c.key_id.in_(key_ids))
-        for g, m, b, k, blob in conn.execute(statement):
-            key = (int(g), int(m), int(b), int(k))
-            if key in wanted:
+        for b, k, blob in conn.exec_driver_sql(sql, (grain, measure, first, last, ids_param(key_ids))):
+            key = (grain, measure, int(b), int(k))
+            if key in changes:
                 stored[key] = bytes(blob)
     writes: list[dict[str, Any]] = []
     emptied: list[HistogramKey] = []
@@ -222,6 +233,16 @@ def merge_into_store(conn: Connection, changes: Mapping[HistogramKey, Histogram]
         marker = "?" if conn.dialect.name == "sqlite" else "%s"
         conn.exec_driver_sql(f"DELETE FROM rollup_latency WHERE grain = {marker} AND measure = {marker} "
                              f"AND bucket = {marker} AND key_id = {marker}", emptied)
+
+
+_READ_SQLITE: Final = ("SELECT bucket, key_id, counts FROM rollup_latency WHERE grain = ? AND measure = ? "
+                       "AND bucket >= ? AND bucket <= ? AND key_id IN (SELECT value FROM json_each(?))")
+_READ_POSTGRES: Final = ("SELECT bucket, key_id, counts FROM rollup_latency WHERE grain = %s AND measure = %s "
+                         "AND bucket >= %s AND bucket <= %s AND key_id = ANY(%s)")
+
+
+def _json_ids(key_ids: list[int]) -> str:
+    return "[" + ",".join(map(str, key_ids)) + "]"
 
 
 def lock_histograms(conn: Connection) -> None:
