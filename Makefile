@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV := $(BIN)/uv
 # The second test environment: openai 2.x on httpx, with instructor (tests/requirements-compat.txt).
 COMPAT_VENV ?= .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
@@ -26,23 +27,30 @@ XDIST := -n $(TEST_WORKERS)
 
 .PHONY: demo test test-compat test-newest lint bench clean
 
-$(STAMP): pyproject.toml
+# uv builds the environments: the three install in about 30 s on a bare machine with empty
+# caches, where pip took over five minutes. It comes from PyPI through pip into .venv, the one
+# venv that `python -m venv` makes (and so keeps pip); uv installs into .venv and makes the
+# other two. Pythons come from the machine only: uv never downloads one in place of a missing
+# 3.11 or 3.13. The builds run one after another: side by side they were no faster, and the
+# editable builds of one tree all write its llmlens.egg-info, so they would race on its files.
+$(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[server,dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.9"
+
+$(STAMP): $(UV) pyproject.toml
+	$(UV) pip install --quiet --python $(BIN)/python -e ".[server,dev]"
 	touch $(STAMP)
 
-$(COMPAT_STAMP): pyproject.toml tests/requirements-compat.txt
-	$(PYTHON) -m venv $(COMPAT_VENV)
-	$(COMPAT_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(COMPAT_VENV)/bin/python -m pip install --quiet -e '.[server]' -r tests/requirements-compat.txt
+# The other two are made anew (--clear) when their requirements change: nothing stale stays.
+$(COMPAT_STAMP): $(UV) pyproject.toml tests/requirements-compat.txt
+	$(UV) venv --quiet --clear --no-python-downloads --python $(PYTHON) $(COMPAT_VENV)
+	$(UV) pip install --quiet --python $(COMPAT_VENV)/bin/python -e '.[server]' -r tests/requirements-compat.txt
 	touch $(COMPAT_STAMP)
 
-$(NEWEST_STAMP): pyproject.toml
+$(NEWEST_STAMP): $(UV) pyproject.toml
 	@test -n "$(NEWEST_PYTHON)" || { echo "make test needs Python 3.13: set NEWEST_PYTHON=/path/to/python3.13"; exit 1; }
-	$(NEWEST_PYTHON) -m venv $(NEWEST_VENV)
-	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(NEWEST_VENV)/bin/python -m pip install --quiet -e ".[server,dev]"
+	$(UV) venv --quiet --clear --no-python-downloads --python $(NEWEST_PYTHON) $(NEWEST_VENV)
+	$(UV) pip install --quiet --python $(NEWEST_VENV)/bin/python -e ".[server,dev]"
 	touch $(NEWEST_STAMP)
 
 demo: $(STAMP)  ## a realistic workload into ./llmlens.db, then the dashboard
@@ -57,9 +65,10 @@ test-compat: $(COMPAT_STAMP)  ## the tests of the second environment: instructor
 test-newest: $(NEWEST_STAMP)  ## the whole suite on the newest supported Python
 	$(NEWEST_VENV)/bin/python -m pytest $(XDIST)
 
+# --refresh-package: mypy checks a wheel built from the tree as it is, never one uv cached.
 lint: $(STAMP)  ## ruff, and mypy --strict on an installed copy (the folder mapping hides the editable one)
 	$(BIN)/ruff check .
-	rm -rf build/typecheck && $(BIN)/python -m pip install --quiet --no-deps --target build/typecheck .
+	rm -rf build/typecheck && $(UV) pip install --quiet --python $(BIN)/python --no-deps --refresh-package llmlens --target build/typecheck .
 	cd build/typecheck && ../../$(BIN)/python -m mypy -p llmlens --config-file ../../pyproject.toml
 
 bench: $(STAMP)
