@@ -32,7 +32,8 @@ What this one promises:
   database connections there). A ``multiprocessing`` child, which ends in ``os._exit``
   without running ``atexit``, flushes through ``multiprocessing``'s own exit
   finalizers, and a pool worker stopped with ``terminate()`` (SIGTERM, e.g. leaving a
-  ``with Pool()`` block) flushes before it dies, within ``exit_timeout``.
+  ``with Pool()`` block) flushes before it dies, within ``exit_timeout``, whichever of
+  its threads the signal reaches (see ``_read_signals``).
 """
 
 from __future__ import annotations
@@ -374,11 +375,16 @@ def _at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _totals_lock
+    global _totals_lock, _exit_flush, _exit_flushed
     _totals_lock = threading.Lock()  # another thread of the parent may have held it
     with _totals_lock:
         for cause in _totals:
             _totals[cause] = 0
+    _exit_flush, _exit_flushed = threading.Lock(), threading.Event()
+    if _wakeup is not None:
+        # The parent's signal pipe: its reader did not survive the fork, and this process'
+        # signals must not reach the parent's reader through the inherited descriptors.
+        _stop_reading_signals()
     for pipeline in list(_live):
         pipeline._after_fork()
     # A multiprocessing child clears its exit finalizers after this hook runs, then runs its
@@ -418,19 +424,44 @@ def _in_multiprocessing_child(_: Any) -> None:
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _flush_then_die)
+            _read_signals()
     except (ValueError, OSError):  # not the main thread
         pass
 
 
 _exiting = False
 _pending_signal: int | None = None
+# The exit flush of a multiprocessing child runs once, on whichever thread asks first (the
+# exit finalizer, the SIGTERM handler, the signal reader); the others wait for it.
+_exit_flush = threading.Lock()  # taken once, never released
+_exit_flushed = threading.Event()
+# (read, write) ends of the pipe Python writes each signal's number to (its wakeup fd).
+_wakeup: tuple[int, int] | None = None
+# How long the signal reader waits for the main thread to die of the signal it handed it.
+_SIGNAL_GRACE: Final = 1.0
+
+
+def _flush_once() -> None:
+    pipelines = [p for p in list(_live) if p._result is None]
+    if not _exit_flush.acquire(blocking=False):
+        _exit_flushed.wait(max((p.exit_timeout for p in list(_live)), default=DEFAULT_EXIT_TIMEOUT))
+        return
+    try:
+        if pipelines:
+            # A signal handler may have interrupted this very thread inside a pipeline's lock:
+            # flush on another thread and give up at the deadline rather than wait for a lock
+            # we hold.
+            budget = max(p.exit_timeout for p in pipelines)
+            _bounded(lambda: shutdown_all(pipelines, budget), budget, "llmlens-exit-flush")
+    finally:
+        _exit_flushed.set()
 
 
 def _exit_child() -> None:
     global _exiting
     _exiting = True
     try:
-        _at_exit()
+        _flush_once()
     finally:
         if _pending_signal is not None:  # terminated while flushing: die of it now, as asked
             signal.signal(_pending_signal, signal.SIG_DFL)
@@ -444,11 +475,74 @@ def _flush_then_die(signum: int, frame: Any) -> None:
         # follows: let that flush complete rather than start a second one beside it.
         _pending_signal = signum
         return
-    # The handler may have interrupted this very thread inside the pipeline's lock: flush on
-    # another thread and give up at the deadline rather than wait for a lock we hold.
-    pipelines = [p for p in list(_live) if p._result is None]
-    if pipelines:
-        budget = max(p.exit_timeout for p in pipelines)
-        _bounded(lambda: shutdown_all(pipelines, budget), budget, "llmlens-exit-flush")
+    _flush_once()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
+
+
+def _read_signals() -> None:
+    """Make SIGTERM flush and kill the process even when its main thread cannot run the handler.
+
+    Python runs a signal handler on the main thread only, once that thread is back in the
+    interpreter; the kernel hands a process-directed signal to any thread that does not block
+    it (often the export thread). A pool worker's main thread stopped by ``terminate()`` may
+    wait for good on the task queue's read lock, which ``terminate()`` itself holds: the
+    handler never ran, the worker never died, and the parent's join never returned. Python
+    writes the signal's number to its wakeup fd from whichever thread took the signal, so a
+    thread of ours reads it and does what the handler would have.
+    """
+    global _wakeup
+    read, write = os.pipe()
+    try:
+        os.set_blocking(write, False)
+        previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        os.close(read)
+        os.close(write)
+        raise
+    if previous != -1:  # the application reads signals this way itself: leave it its own
+        signal.set_wakeup_fd(previous)
+        os.close(read)
+        os.close(write)
+        return
+    _wakeup = (read, write)
+    threading.Thread(target=_signal_reader, args=(read,), name="llmlens-signals", daemon=True).start()
+
+
+def _stop_reading_signals() -> None:
+    global _wakeup
+    if _wakeup is None:
+        return
+    read, write = _wakeup
+    _wakeup = None
+    try:
+        current = signal.set_wakeup_fd(-1)
+        if current != write:  # set by the application since: keep it
+            signal.set_wakeup_fd(current)
+    except ValueError:  # not the main thread
+        pass
+    os.close(read)
+    os.close(write)
+
+
+def _signal_reader(fd: int) -> None:
+    global _pending_signal
+    while True:
+        try:
+            received = os.read(fd, 64)
+        except OSError:  # closed
+            return
+        if not received:
+            return
+        if signal.SIGTERM not in received:  # other signals are the application's business
+            continue
+        if _exiting:  # the exit finalizer is flushing on the main thread: it dies of it after
+            _pending_signal = signal.SIGTERM
+            continue
+        _flush_once()
+        # Die of the signal as its default action would. Only the main thread may restore that
+        # action: hand it the signal (a wait it is blocked in returns), its handler finds the
+        # flush done. Should it never get back to the interpreter, leave all the same.
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+        time.sleep(_SIGNAL_GRACE)
+        os._exit(128 + signal.SIGTERM)

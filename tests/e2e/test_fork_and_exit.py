@@ -7,6 +7,7 @@ real SQLite store or against a loopback target that is dead or never answers.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -109,6 +110,52 @@ with multiprocessing.get_context("fork").Pool(4) as pool:
 """, sqlite_url)
     assert done.returncode == 0, done.stderr
     assert stored(sqlite_url) == 1 + 2000, done.stderr
+
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread states from /proc")
+def test_a_multiprocessing_child_whose_sigterm_reaches_another_thread_still_flushes_and_dies_of_it(
+        tmp_path: Path, sqlite_url: str) -> None:
+    # Pool.terminate() sends SIGTERM to workers whose main thread waits, for good, on the task
+    # queue's read lock, which terminate() itself holds. The kernel hands a signal to any thread
+    # that does not block it, here the export thread; Python runs handlers on the main thread
+    # only, once it is back in the interpreter: it never is, and the parent's join never returns.
+    done = run_program(tmp_path, PRELUDE + """
+import signal, threading, time
+
+ctx = multiprocessing.get_context("fork")
+held = ctx.Lock()
+held.acquire()  # as Pool.terminate() holds the task queue's read lock while it stops the workers
+
+def sleeping(tid):
+    with open(f"/proc/self/task/{tid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "S"
+
+def child():
+    work(250)
+    exporter = next(t for t in threading.enumerate() if t.name == "llmlens-export")
+    main = threading.main_thread().native_id
+
+    def deliver():
+        # Twice asleep 50 ms apart: waiting on the lock, not for the interpreter's own lock.
+        while not (sleeping(main) and time.sleep(0.05) is None and sleeping(main)):
+            time.sleep(0.05)
+        signal.pthread_kill(exporter.ident, signal.SIGTERM)
+
+    threading.Thread(target=deliver, daemon=True).start()
+    held.acquire()
+
+p = ctx.Process(target=child)
+p.start()
+p.join(60)
+if p.exitcode is None:
+    p.kill()
+    p.join()
+print("exit code", p.exitcode)
+""", sqlite_url, exit_timeout=10)
+    assert done.returncode == 0, done.stderr
+    assert f"exit code {-signal.SIGTERM}" in done.stdout, (done.stdout, done.stderr)
+    assert stored(sqlite_url) == 1 + 250, done.stderr
 
 
 # --- exit ------------------------------------------------------------------------------------------
