@@ -422,7 +422,8 @@ def _in_multiprocessing_child(_: Any) -> None:
     # Pool.terminate() (and leaving a `with Pool()` block) stops workers with SIGTERM, whose
     # default action kills them before any finalizer: flush first, then die the same way.
     try:
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        # (Ours already when this child's parent was such a child: it reads signals anew.)
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, _flush_then_die):
             signal.signal(signal.SIGTERM, _flush_then_die)
             _read_signals()
     except (ValueError, OSError):  # not the main thread
