@@ -136,9 +136,15 @@ def child():
     exporter = next(t for t in threading.enumerate() if t.name == "llmlens-export")
     main = threading.main_thread().native_id
 
+    def waiting_on_the_lock():
+        # Asleep twice, 50 ms apart: not merely waiting for the interpreter's own lock.
+        if not sleeping(main):
+            return False
+        time.sleep(0.05)
+        return sleeping(main)
+
     def deliver():
-        # Twice asleep 50 ms apart: waiting on the lock, not for the interpreter's own lock.
-        while not (sleeping(main) and time.sleep(0.05) is None and sleeping(main)):
+        while not waiting_on_the_lock():
             time.sleep(0.05)
         signal.pthread_kill(exporter.ident, signal.SIGTERM)
 
