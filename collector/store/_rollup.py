@@ -233,6 +233,18 @@ def _upsert_sql(table: str, keys: tuple[str, ...], values: tuple[str, ...], dial
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}")
 
 
+_FLOAT_COLUMNS: Final = frozenset({"cost_usd", "call_ms", "request_ms", "ttft_ms"})
+# Positions in a row of ``Delta.sum_rows``: (grain, bucket, key_id, *sums).
+_FLOAT_SUMS: Final = tuple(3 + i for i, name in enumerate(SUM_COLUMNS) if name in _FLOAT_COLUMNS)
+_UPSERT_POSTGRES: Final = (
+    f"INSERT INTO rollups (grain, bucket, key_id, {', '.join(SUM_COLUMNS)}) "
+    f"SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::integer[], "
+    + ", ".join("%s::float8[]" if name in _FLOAT_COLUMNS else "%s::bigint[]" for name in SUM_COLUMNS)
+    + ") ON CONFLICT (grain, bucket, key_id) DO UPDATE SET "
+    + ", ".join(f"{name} = rollups.{name} + excluded.{name}" for name in SUM_COLUMNS)
+)
+
+
 def apply(conn: Connection, delta: Delta, keys: KeyCache) -> dict[Key, int]:
     """Add ``delta`` to the rollups on ``conn``; return the key ids it used (to remember
     after commit). Rows a negative delta empties are deleted."""
@@ -242,7 +254,15 @@ def apply(conn: Connection, delta: Delta, keys: KeyCache) -> dict[Key, int]:
     ids = keys.resolve(conn, delta.keys())
     ordered = dialect != "sqlite"
     sums = delta.sum_rows(ids, ordered)
-    conn.exec_driver_sql(_upsert_sql("rollups", ("grain", "bucket", "key_id"), SUM_COLUMNS, dialect), sums)
+    if dialect == "postgresql":
+        # One statement over arrays: an executemany is a round of the protocol per row,
+        # and a batch touches a few hundred rollup rows (four grains).
+        columns = [list(column) for column in zip(*sums, strict=True)]
+        for i in _FLOAT_SUMS:
+            columns[i] = [float(v) for v in columns[i]]
+        conn.exec_driver_sql(_UPSERT_POSTGRES, tuple(columns))
+    else:
+        conn.exec_driver_sql(_upsert_sql("rollups", ("grain", "bucket", "key_id"), SUM_COLUMNS, dialect), sums)
     if any(row[3] < 0 for row in sums):
         marker = "?" if dialect == "sqlite" else "%s"
         conn.exec_driver_sql(f"DELETE FROM rollups WHERE grain = {marker} AND bucket = {marker} "

@@ -13,9 +13,10 @@ import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Float
+from sqlalchemy.dialects import postgresql
 
-from llmlens.collector.store._tables import ROW_COLUMNS
+from llmlens.collector.store._tables import ROW_COLUMNS, llm_spans
 from llmlens.collector.store._time import sqlite_text
 
 __all__ = ["dumps", "insert_rows", "insert_sql", "parent_links", "sqlite_params"]
@@ -26,6 +27,7 @@ _START: Final = ROW_COLUMNS.index("start_time")
 _ATTRS: Final = ROW_COLUMNS.index("attributes")
 _FINAL: Final = ROW_COLUMNS.index("final")
 _STREAMING: Final = ROW_COLUMNS.index("streaming")
+_FLOATS: Final = tuple(i for i, c in enumerate(ROW_COLUMNS) if isinstance(llm_spans.c[c].type, Float))
 
 
 def _json_encoder() -> Callable[[Any], str]:
@@ -48,13 +50,29 @@ dumps: Final = _json_encoder()
 
 
 def insert_sql(dialect: str) -> str:
-    """The driver-level insert of one row, duplicates of (trace_id, span_id) skipped."""
+    """The driver-level insert, duplicates of (trace_id, span_id) skipped: of one row on
+    SQLite (run with ``executemany``), of a whole batch on PostgreSQL, a column per
+    parameter (one statement: an ``executemany`` is a round of the protocol per row, which
+    cost more than the insert itself)."""
     cols = ", ".join(ROW_COLUMNS)
     if dialect == "postgresql":
-        values = ", ".join(f"%({c})s::json" if c == "attributes" else f"%({c})s" for c in ROW_COLUMNS)
-    else:
-        values = ", ".join("?" for _ in ROW_COLUMNS)
+        # Binary parameters (%b): a text array is quoted element by element, in Python.
+        arrays = ", ".join(f"%b::{_pg_array_type(c)}" for c in ROW_COLUMNS)
+        picked = ", ".join("attributes::json" if c == "attributes" else c for c in ROW_COLUMNS)
+        return (f"INSERT INTO llm_spans ({cols}) SELECT {picked} FROM unnest({arrays}) AS batch ({cols}) "
+                "ON CONFLICT (trace_id, span_id) DO NOTHING RETURNING trace_id, span_id")
+    values = ", ".join("?" for _ in ROW_COLUMNS)
     return f"INSERT INTO llm_spans ({cols}) VALUES ({values}) ON CONFLICT (trace_id, span_id) DO NOTHING"
+
+
+def _pg_array_type(column: str) -> str:
+    # The column's own type, so the arrays bind as what the table stores; the attributes
+    # travel as text and become JSON in the select list.
+    if column == "attributes":
+        return "text[]"
+    # Without a length: a value too long then fails the insert as it would row by row,
+    # where a cast to VARCHAR(n) would cut it silently.
+    return f"{llm_spans.c[column].type.compile(dialect=postgresql.dialect()).split('(')[0]}[]"
 
 
 def sqlite_params(rows: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
@@ -74,15 +92,15 @@ def sqlite_params(rows: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
     return out
 
 
-def _pg_params(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for row in rows:
-        params = {col: row.get(col) for col in ROW_COLUMNS}
-        params["attributes"] = dumps(params["attributes"] or {})
-        params["final"] = bool(params["final"])
-        params["streaming"] = bool(params["streaming"])
-        out.append(params)
-    return out
+def _pg_columns(rows: Sequence[Mapping[str, Any]]) -> tuple[list[Any], ...]:
+    """Rows as one list per column, in ``ROW_COLUMNS`` order (the arrays ``unnest`` takes)."""
+    columns = tuple([row.get(col) for row in rows] for col in ROW_COLUMNS)
+    columns[_ATTRS][:] = [dumps(value or {}) for value in columns[_ATTRS]]
+    columns[_FINAL][:] = [bool(value) for value in columns[_FINAL]]
+    columns[_STREAMING][:] = [bool(value) for value in columns[_STREAMING]]
+    for i in _FLOATS:  # an array holds one type: a duration of 0 is an int, 1.5 a float
+        columns[i][:] = [None if value is None else float(value) for value in columns[i]]
+    return columns
 
 
 def insert_rows(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -138,17 +156,10 @@ def _insert_postgres(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any
     # Concurrent collectors inserting the same spans must take their index locks in one
     # order, or two transactions wait for each other (a deadlock). A stable sort keeps
     # the first of two duplicates first.
+    # A stable sort keeps the first of two duplicates first: ``unnest`` yields the arrays
+    # in order, and of two rows with one key the statement keeps the first.
     rows = sorted(rows, key=_span_of)
-    cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    inserted: set[tuple[str, str]] = set()
-    try:
-        cursor.executemany(sql + " RETURNING trace_id, span_id", _pg_params(rows), returning=True)
-        while True:
-            inserted.update(cursor.fetchall())
-            if not cursor.nextset():
-                break
-    finally:
-        cursor.close()
+    inserted = {(t, s) for t, s in conn.exec_driver_sql(sql, _pg_columns(rows))}
     return [row for row in _first_of_each_span(rows, set()) if (row["trace_id"], row["span_id"]) in inserted]
 
 
