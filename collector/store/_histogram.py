@@ -85,6 +85,7 @@ _SPARSE: Final = 0
 _DENSE: Final = 1
 _PAIR: Final = struct.Struct("<Hq")
 _LOW: Final = struct.Struct("<H")
+_ONE_BIN: Final = struct.Struct("<BHq")
 _CHUNK: Final = 2000  # keys per read: its key-id list stays well under every driver's parameter limit
 _GAP: Final = 8
 _MERGE_LOCK: Final = 0x6C6C6D6C656E73  # PostgreSQL advisory lock key of histogram merges ("llmlens")
@@ -131,6 +132,11 @@ def merged(blob: bytes | None, change: Mapping[int, int]) -> bytes:
     negative)."""
     if not change:
         return blob or b""
+    if not blob and len(change) == 1:
+        # A histogram's first value (most minutes hold one per key and measure): one bin,
+        # which the dense form stores smallest.
+        ((b, n),) = change.items()
+        return _ONE_BIN.pack(_DENSE, b, n) if n else b""
     low, high = min(change), max(change)
     if blob and blob[0] == _DENSE:
         start, counts = _dense(blob)
@@ -238,7 +244,7 @@ def merge_into_store(conn: Connection, changes: Mapping[HistogramKey, Histogram]
 _READ_SQLITE: Final = ("SELECT bucket, key_id, counts FROM rollup_latency WHERE grain = ? AND measure = ? "
                        "AND bucket >= ? AND bucket <= ? AND key_id IN (SELECT value FROM json_each(?))")
 _READ_POSTGRES: Final = ("SELECT bucket, key_id, counts FROM rollup_latency WHERE grain = %s AND measure = %s "
-                         "AND bucket >= %s AND bucket <= %s AND key_id = ANY(%s)")
+                         "AND bucket >= %s AND bucket <= %s AND key_id = ANY(%b)")
 
 
 def _json_ids(key_ids: list[int]) -> str:
@@ -278,11 +284,12 @@ def _runs(keys: Sequence[HistogramKey]) -> Iterator[tuple[int, int, int, int, li
 def _upsert(conn: Connection, writes: Sequence[dict[str, Any]]) -> None:
     # Straight to the driver: this runs for every batch the store takes.
     if conn.dialect.name == "postgresql":
-        # One statement over arrays: an executemany is a round of the protocol per row.
+        # One statement over arrays (an executemany is a round of the protocol per row),
+        # bound in binary: as text, every blob would be hex-escaped in Python.
         columns = [[w[name] for w in writes] for name in ("grain", "measure", "bucket", "key_id", "counts")]
         conn.exec_driver_sql(
             "INSERT INTO rollup_latency (grain, measure, bucket, key_id, counts) "
-            "SELECT * FROM unnest(%s::integer[], %s::smallint[], %s::bigint[], %s::integer[], %s::bytea[]) "
+            "SELECT * FROM unnest(%b::integer[], %b::smallint[], %b::bigint[], %b::integer[], %b::bytea[]) "
             "ON CONFLICT (grain, measure, bucket, key_id) DO UPDATE SET counts = excluded.counts",
             tuple(columns),
         )

@@ -238,8 +238,8 @@ _FLOAT_COLUMNS: Final = frozenset({"cost_usd", "call_ms", "request_ms", "ttft_ms
 _FLOAT_SUMS: Final = tuple(3 + i for i, name in enumerate(SUM_COLUMNS) if name in _FLOAT_COLUMNS)
 _UPSERT_POSTGRES: Final = (
     f"INSERT INTO rollups (grain, bucket, key_id, {', '.join(SUM_COLUMNS)}) "
-    f"SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::integer[], "
-    + ", ".join("%s::float8[]" if name in _FLOAT_COLUMNS else "%s::bigint[]" for name in SUM_COLUMNS)
+    f"SELECT * FROM unnest(%b::integer[], %b::bigint[], %b::integer[], "
+    + ", ".join("%b::float8[]" if name in _FLOAT_COLUMNS else "%b::bigint[]" for name in SUM_COLUMNS)
     + ") ON CONFLICT (grain, bucket, key_id) DO UPDATE SET "
     + ", ".join(f"{name} = rollups.{name} + excluded.{name}" for name in SUM_COLUMNS)
 )
@@ -255,8 +255,8 @@ def apply(conn: Connection, delta: Delta, keys: KeyCache) -> dict[Key, int]:
     ordered = dialect != "sqlite"
     sums = delta.sum_rows(ids, ordered)
     if dialect == "postgresql":
-        # One statement over arrays: an executemany is a round of the protocol per row,
-        # and a batch touches a few hundred rollup rows (four grains).
+        # One statement over arrays bound in binary: an executemany is a round of the
+        # protocol per row, and a batch touches hundreds of rollup rows (four grains).
         columns = [list(column) for column in zip(*sums, strict=True)]
         for i in _FLOAT_SUMS:
             columns[i] = [float(v) for v in columns[i]]

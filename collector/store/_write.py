@@ -166,7 +166,7 @@ def _insert_postgres(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any
 _NEW_SPANS_SQLITE: Final = "SELECT trace_id, span_id FROM llm_spans WHERE id > ?"
 _PARENTS_SQLITE: Final = ("SELECT trace_id, parent_span_id FROM llm_spans "
                           "WHERE trace_id IN (SELECT value FROM json_each(?))")
-_PARENTS_POSTGRES: Final = "SELECT trace_id, parent_span_id FROM llm_spans WHERE trace_id = ANY(%s)"
+_PARENTS_POSTGRES: Final = "SELECT trace_id, parent_span_id FROM llm_spans WHERE trace_id = ANY(%b)"
 
 
 def parent_links(conn: Connection, trace_ids: Iterable[str]) -> set[tuple[str, str]]:
