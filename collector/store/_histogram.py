@@ -139,16 +139,16 @@ def merged(blob: bytes | None, change: Mapping[int, int]) -> bytes:
         return _ONE_BIN.pack(_DENSE, b, n) if n else b""
     low, high = min(change), max(change)
     if blob and blob[0] == _DENSE:
-        start, counts = _dense(blob)
-        if low >= start and high < start + len(counts) and min(change.values()) > 0:
+        start, stored = _dense(blob)
+        if low >= start and high < start + len(stored) and min(change.values()) > 0:
             # The usual merge into an hour or a day: new values inside the bins it spans.
             # Its ends stay non-zero and it only gets denser, so it stays this same form,
             # and the counts are added in place without unpacking.
             for b, n in change.items():
-                counts[b - start] += n
+                stored[b - start] += n
             if sys.byteorder == "big":
-                counts.byteswap()
-            return blob[:3] + counts.tobytes()
+                stored.byteswap()
+            return blob[:3] + stored.tobytes()
     dense: array[int] | None = None
     pairs: list[tuple[int, int]] = []
     if blob:
@@ -216,12 +216,11 @@ def merge_into_store(conn: Connection, changes: Mapping[HistogramKey, Histogram]
     stored: dict[HistogramKey, bytes] = {}
     # One fixed statement with the key ids as a single parameter, run as is: building and
     # compiling a Core select with an expanding IN per run cost more than the reads.
-    if conn.dialect.name == "sqlite":
-        sql, ids_param = _READ_SQLITE, _json_ids
-    else:
-        sql, ids_param = _READ_POSTGRES, list
+    sqlite = conn.dialect.name == "sqlite"
+    sql = _READ_SQLITE if sqlite else _READ_POSTGRES
     for grain, measure, first, last, key_ids in _runs(keys):
-        for b, k, blob in conn.exec_driver_sql(sql, (grain, measure, first, last, ids_param(key_ids))):
+        ids = _json_ids(key_ids) if sqlite else key_ids
+        for b, k, blob in conn.exec_driver_sql(sql, (grain, measure, first, last, ids)):
             key = (grain, measure, int(b), int(k))
             if key in changes:
                 stored[key] = bytes(blob)

@@ -72,7 +72,8 @@ def _pg_array_type(column: str) -> str:
         return "text[]"
     # Without a length: a value too long then fails the insert as it would row by row,
     # where a cast to VARCHAR(n) would cut it silently.
-    return f"{llm_spans.c[column].type.compile(dialect=postgresql.dialect()).split('(')[0]}[]"
+    declared: str = llm_spans.c[column].type.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
+    return f"{declared.split('(')[0]}[]"
 
 
 def sqlite_params(rows: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
