@@ -244,8 +244,9 @@ def main() -> None:
             if args.browser and rows <= 1_000_000:
                 from dashboard_browser import time_pages
 
-                for page, seconds in time_pages(url).items():
-                    print(f"  browser: {page:<10} drawn in {seconds:.2f} s")
+                for way, pages in time_pages(url).items():
+                    for page, seconds in pages.items():
+                        print(f"  browser, {way:<9}: {page:<10} drawn in {seconds:.2f} s")
             dispose_engines()
 
 
