@@ -60,9 +60,10 @@ def time_pages(db_url: str) -> dict[str, dict[str, float]]:
                 page.goto(f"{url}/alerts")
                 _wait_drawn(page, "Alerts")
                 for path, title in PAGES.items():
+                    address = f"{url}/{'' if path == 'overview' else path}"
                     if way == "opened":
-                        page.goto(f"{url}/{'' if path == 'overview' else path}")
-                    elif not page.evaluate(_CLICK_LINK % json.dumps(f"{url}/{'' if path == 'overview' else path}")):
+                        page.goto(address)
+                    elif not page.evaluate(_CLICK_LINK % json.dumps(address)):
                         raise RuntimeError(f"no sidebar link to {path}")
                     record[path] = _wait_drawn(page, title)
     return timings

@@ -37,6 +37,9 @@ from typing import Any, Final
 
 from sqlalchemy import Connection
 
+from llmlens.collector.store._tables import rollup_latency
+from llmlens.collector.store._write import dumps, pg_arrays, pg_unnest
+
 __all__ = [
     "GROWTH",
     "MAX_BIN",
@@ -219,7 +222,7 @@ def merge_into_store(conn: Connection, changes: Mapping[HistogramKey, Histogram]
     sqlite = conn.dialect.name == "sqlite"
     sql = _READ_SQLITE if sqlite else _READ_POSTGRES
     for grain, measure, first, last, key_ids in _runs(keys):
-        ids = _json_ids(key_ids) if sqlite else key_ids
+        ids = dumps(key_ids) if sqlite else key_ids
         for b, k, blob in conn.exec_driver_sql(sql, (grain, measure, first, last, ids)):
             key = (grain, measure, int(b), int(k))
             if key in changes:
@@ -244,10 +247,6 @@ _READ_SQLITE: Final = ("SELECT bucket, key_id, counts FROM rollup_latency WHERE 
                        "AND bucket >= ? AND bucket <= ? AND key_id IN (SELECT value FROM json_each(?))")
 _READ_POSTGRES: Final = ("SELECT bucket, key_id, counts FROM rollup_latency WHERE grain = %s AND measure = %s "
                          "AND bucket >= %s AND bucket <= %s AND key_id = ANY(%b)")
-
-
-def _json_ids(key_ids: list[int]) -> str:
-    return "[" + ",".join(map(str, key_ids)) + "]"
 
 
 def lock_histograms(conn: Connection) -> None:
@@ -280,18 +279,17 @@ def _runs(keys: Sequence[HistogramKey]) -> Iterator[tuple[int, int, int, int, li
         start = i
 
 
+_COLUMNS: Final = ("grain", "measure", "bucket", "key_id", "counts")
+_UPSERT_POSTGRES: Final = (f"INSERT INTO rollup_latency ({', '.join(_COLUMNS)}) "
+                           f"SELECT * FROM {pg_unnest(rollup_latency, _COLUMNS)} "
+                           "ON CONFLICT (grain, measure, bucket, key_id) DO UPDATE SET counts = excluded.counts")
+
+
 def _upsert(conn: Connection, writes: Sequence[dict[str, Any]]) -> None:
     # Straight to the driver: this runs for every batch the store takes.
     if conn.dialect.name == "postgresql":
-        # One statement over arrays (an executemany is a round of the protocol per row),
-        # bound in binary: as text, every blob would be hex-escaped in Python.
-        columns = [[w[name] for w in writes] for name in ("grain", "measure", "bucket", "key_id", "counts")]
-        conn.exec_driver_sql(
-            "INSERT INTO rollup_latency (grain, measure, bucket, key_id, counts) "
-            "SELECT * FROM unnest(%b::integer[], %b::smallint[], %b::bigint[], %b::integer[], %b::bytea[]) "
-            "ON CONFLICT (grain, measure, bucket, key_id) DO UPDATE SET counts = excluded.counts",
-            tuple(columns),
-        )
+        columns = [[w[name] for w in writes] for name in _COLUMNS]
+        conn.exec_driver_sql(_UPSERT_POSTGRES, pg_arrays(rollup_latency, _COLUMNS, columns))
         return
     marker = "?"
     conn.exec_driver_sql(

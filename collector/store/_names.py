@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from llmlens.collector.store._tables import SpanRow, llm_spans, llm_trace_names
 from llmlens.collector.store._time import as_utc
+from llmlens.collector.store._write import take_write_lock
 
 __all__ = ["NameLike", "fill_tasks", "name_rows", "save_names", "take_turns"]
 
@@ -71,9 +72,8 @@ def take_turns(conn: Connection, trace_ids: Iterable[str]) -> None:
         keys = sorted({_lock_key(trace_id) for trace_id in trace_ids})
         if keys:
             conn.execute(_PG_LOCK, {"keys": keys})
-    elif not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
-        # (An engine that begins its transactions itself has begun this one already.)
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        take_write_lock(conn)
 
 
 def _lock_key(trace_id: str) -> int:

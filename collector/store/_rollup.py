@@ -32,7 +32,8 @@ from llmlens.collector.store._histogram import (
     bin_value,
     merge_into_store,
 )
-from llmlens.collector.store._tables import ROW_COLUMNS, rollup_keys
+from llmlens.collector.store._tables import ROW_COLUMNS, rollup_keys, rollups
+from llmlens.collector.store._write import pg_arrays, pg_unnest
 
 __all__ = [
     "DAY",
@@ -233,15 +234,11 @@ def _upsert_sql(table: str, keys: tuple[str, ...], values: tuple[str, ...], dial
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}")
 
 
-_FLOAT_COLUMNS: Final = frozenset({"cost_usd", "call_ms", "request_ms", "ttft_ms"})
-# Positions in a row of ``Delta.sum_rows``: (grain, bucket, key_id, *sums).
-_FLOAT_SUMS: Final = tuple(3 + i for i, name in enumerate(SUM_COLUMNS) if name in _FLOAT_COLUMNS)
+_SUM_KEYS: Final = ("grain", "bucket", "key_id")
 _UPSERT_POSTGRES: Final = (
-    f"INSERT INTO rollups (grain, bucket, key_id, {', '.join(SUM_COLUMNS)}) "
-    f"SELECT * FROM unnest(%b::integer[], %b::bigint[], %b::integer[], "
-    + ", ".join("%b::float8[]" if name in _FLOAT_COLUMNS else "%b::bigint[]" for name in SUM_COLUMNS)
-    + ") ON CONFLICT (grain, bucket, key_id) DO UPDATE SET "
-    + ", ".join(f"{name} = rollups.{name} + excluded.{name}" for name in SUM_COLUMNS)
+    f"INSERT INTO rollups ({', '.join((*_SUM_KEYS, *SUM_COLUMNS))}) "
+    f"SELECT * FROM {pg_unnest(rollups, (*_SUM_KEYS, *SUM_COLUMNS))} ON CONFLICT ({', '.join(_SUM_KEYS)}) "
+    "DO UPDATE SET " + ", ".join(f"{name} = rollups.{name} + excluded.{name}" for name in SUM_COLUMNS)
 )
 
 
@@ -254,15 +251,11 @@ def apply(conn: Connection, delta: Delta, keys: KeyCache) -> dict[Key, int]:
     ids = keys.resolve(conn, delta.keys())
     ordered = dialect != "sqlite"
     sums = delta.sum_rows(ids, ordered)
-    if dialect == "postgresql":
-        # One statement over arrays bound in binary: an executemany is a round of the
-        # protocol per row, and a batch touches hundreds of rollup rows (four grains).
+    if dialect == "postgresql":  # a batch touches hundreds of rollup rows (four grains)
         columns = [list(column) for column in zip(*sums, strict=True)]
-        for i in _FLOAT_SUMS:
-            columns[i] = [float(v) for v in columns[i]]
-        conn.exec_driver_sql(_UPSERT_POSTGRES, tuple(columns))
+        conn.exec_driver_sql(_UPSERT_POSTGRES, pg_arrays(rollups, (*_SUM_KEYS, *SUM_COLUMNS), columns))
     else:
-        conn.exec_driver_sql(_upsert_sql("rollups", ("grain", "bucket", "key_id"), SUM_COLUMNS, dialect), sums)
+        conn.exec_driver_sql(_upsert_sql("rollups", _SUM_KEYS, SUM_COLUMNS, dialect), sums)
     if any(row[3] < 0 for row in sums):
         marker = "?" if dialect == "sqlite" else "%s"
         conn.exec_driver_sql(f"DELETE FROM rollups WHERE grain = {marker} AND bucket = {marker} "

@@ -13,13 +13,14 @@ import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, Float
+from sqlalchemy import JSON, Connection, Float, Table
 from sqlalchemy.dialects import postgresql
 
 from llmlens.collector.store._tables import ROW_COLUMNS, llm_spans
 from llmlens.collector.store._time import sqlite_text
 
-__all__ = ["dumps", "insert_rows", "insert_sql", "parent_links", "sqlite_params"]
+__all__ = ["dumps", "insert_rows", "insert_sql", "parent_links", "pg_arrays", "pg_unnest", "sqlite_params",
+           "take_write_lock"]
 
 # Rows from normalize carry every column; a C-level getter builds the parameter tuple.
 _pick_columns: Final = operator.itemgetter(*ROW_COLUMNS)
@@ -27,7 +28,6 @@ _START: Final = ROW_COLUMNS.index("start_time")
 _ATTRS: Final = ROW_COLUMNS.index("attributes")
 _FINAL: Final = ROW_COLUMNS.index("final")
 _STREAMING: Final = ROW_COLUMNS.index("streaming")
-_FLOATS: Final = tuple(i for i, c in enumerate(ROW_COLUMNS) if isinstance(llm_spans.c[c].type, Float))
 
 
 def _json_encoder() -> Callable[[Any], str]:
@@ -51,29 +51,61 @@ dumps: Final = _json_encoder()
 
 def insert_sql(dialect: str) -> str:
     """The driver-level insert, duplicates of (trace_id, span_id) skipped: of one row on
-    SQLite (run with ``executemany``), of a whole batch on PostgreSQL, a column per
-    parameter (one statement: an ``executemany`` is a round of the protocol per row, which
-    cost more than the insert itself)."""
+    SQLite (run with ``executemany``), of a whole batch on PostgreSQL (see :func:`pg_unnest`)."""
     cols = ", ".join(ROW_COLUMNS)
     if dialect == "postgresql":
-        # Binary parameters (%b): a text array is quoted element by element, in Python.
-        arrays = ", ".join(f"%b::{_pg_array_type(c)}" for c in ROW_COLUMNS)
         picked = ", ".join("attributes::json" if c == "attributes" else c for c in ROW_COLUMNS)
-        return (f"INSERT INTO llm_spans ({cols}) SELECT {picked} FROM unnest({arrays}) AS batch ({cols}) "
-                "ON CONFLICT (trace_id, span_id) DO NOTHING RETURNING trace_id, span_id")
+        return (f"INSERT INTO llm_spans ({cols}) SELECT {picked} FROM {pg_unnest(llm_spans, ROW_COLUMNS)} "
+                f"AS batch ({cols}) ON CONFLICT (trace_id, span_id) DO NOTHING RETURNING trace_id, span_id")
     values = ", ".join("?" for _ in ROW_COLUMNS)
     return f"INSERT INTO llm_spans ({cols}) VALUES ({values}) ON CONFLICT (trace_id, span_id) DO NOTHING"
 
 
-def _pg_array_type(column: str) -> str:
-    # The column's own type, so the arrays bind as what the table stores; the attributes
-    # travel as text and become JSON in the select list.
-    if column == "attributes":
+# --- PostgreSQL bulk statements: a batch as one statement over arrays -----------------------
+
+def pg_unnest(table: Table, columns: Sequence[str]) -> str:
+    """``unnest(%b::<type>[], …)``: the rows of a batch as one array parameter per column.
+
+    One statement per batch, because an ``executemany`` is a round of the protocol per row,
+    which cost more than the writes themselves. Each array is bound in binary (``%b``): as
+    text, psycopg quotes every element (and hex-escapes every blob) in Python. Its type is
+    the column's own, without a length, so a value too long fails the write as it would row
+    by row (a cast to ``VARCHAR(n)`` would cut it silently); JSON travels as text, to be
+    cast in the statement's select list. Pass the arrays through :func:`pg_arrays`.
+    """
+    return f"unnest({', '.join(f'%b::{_pg_array_type(table, name)}' for name in columns)})"
+
+
+def _pg_array_type(table: Table, column: str) -> str:
+    type_ = table.c[column].type
+    if isinstance(type_, JSON):
         return "text[]"
-    # Without a length: a value too long then fails the insert as it would row by row,
-    # where a cast to VARCHAR(n) would cut it silently.
-    declared: str = llm_spans.c[column].type.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
+    declared: str = type_.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
     return f"{declared.split('(')[0]}[]"
+
+
+def pg_arrays(table: Table, columns: Sequence[str], arrays: Sequence[list[Any]]) -> tuple[list[Any], ...]:
+    """``arrays`` (one list per column of ``columns``) ready for :func:`pg_unnest`.
+
+    An array holds one type: a float column's integers (a duration of 0, a cost summed from
+    nothing) become floats, in place.
+    """
+    for name, array in zip(columns, arrays, strict=True):
+        if isinstance(table.c[name].type, Float):
+            array[:] = [None if value is None else float(value) for value in array]
+    return tuple(arrays)
+
+
+def take_write_lock(conn: Connection) -> None:
+    """SQLite: take the database's write lock now (``BEGIN IMMEDIATE``), so what the
+    transaction reads next is what it writes against; the driver would begin the transaction
+    only at its first write. Writers on other connections wait for the commit."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    # (An engine that begins its transactions itself has begun this one already.) Through
+    # SQLAlchemy, so its logging and events see the statement that may wait.
+    if not dbapi.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def sqlite_params(rows: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
@@ -95,13 +127,11 @@ def sqlite_params(rows: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
 
 def _pg_columns(rows: Sequence[Mapping[str, Any]]) -> tuple[list[Any], ...]:
     """Rows as one list per column, in ``ROW_COLUMNS`` order (the arrays ``unnest`` takes)."""
-    columns = tuple([row.get(col) for row in rows] for col in ROW_COLUMNS)
+    columns = [[row.get(col) for row in rows] for col in ROW_COLUMNS]
     columns[_ATTRS][:] = [dumps(value or {}) for value in columns[_ATTRS]]
     columns[_FINAL][:] = [bool(value) for value in columns[_FINAL]]
     columns[_STREAMING][:] = [bool(value) for value in columns[_STREAMING]]
-    for i in _FLOATS:  # an array holds one type: a duration of 0 is an int, 1.5 a float
-        columns[i][:] = [None if value is None else float(value) for value in columns[i]]
-    return columns
+    return pg_arrays(llm_spans, ROW_COLUMNS, columns)
 
 
 def insert_rows(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -134,10 +164,9 @@ def _first_of_each_span(rows: Sequence[Mapping[str, Any]], skip: set[tuple[str, 
 
 
 def _insert_sqlite(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    take_write_lock(conn)
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
-    if not dbapi.in_transaction:
-        dbapi.execute("BEGIN IMMEDIATE")
     # Holding the write lock, the rows this transaction inserts are exactly those with an
     # id above the largest one before it (INTEGER PRIMARY KEY takes max(rowid) + 1).
     last_id = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM llm_spans").scalar()
@@ -155,10 +184,9 @@ def _insert_sqlite(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]
 
 def _insert_postgres(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     # Concurrent collectors inserting the same spans must take their index locks in one
-    # order, or two transactions wait for each other (a deadlock). A stable sort keeps
-    # the first of two duplicates first.
-    # A stable sort keeps the first of two duplicates first: ``unnest`` yields the arrays
-    # in order, and of two rows with one key the statement keeps the first.
+    # order, or two transactions wait for each other (a deadlock). ``unnest`` yields the
+    # rows in that order, and a stable sort keeps the first of two duplicates first: the
+    # one the statement keeps.
     rows = sorted(rows, key=_span_of)
     inserted = {(t, s) for t, s in conn.exec_driver_sql(sql, _pg_columns(rows))}
     return [row for row in _first_of_each_span(rows, set()) if (row["trace_id"], row["span_id"]) in inserted]

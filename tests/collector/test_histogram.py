@@ -41,7 +41,22 @@ def test_merging_a_change_into_a_stored_histogram_adds_bin_by_bin(stored: dict[i
     want = dict(stored)
     for b, n in change.items():
         want[b] = want.get(b, 0) + n
-    assert list(decode(merged(encode(stored) or None, change))) == sorted((b, n) for b, n in want.items() if n)
+    blob = merged(encode(stored) or None, change)
+    assert list(decode(blob)) == sorted((b, n) for b, n in want.items() if n)
+    assert blob == encode(want), "a merge writes the same form as encoding the sum afresh"
+
+
+@given(st.integers(0, 400), st.lists(st.integers(1, 2**40), min_size=1, max_size=60), st.data())
+def test_adding_values_inside_a_dense_histogram_keeps_its_form(low: int, counts: list[int],
+                                                               data: st.DataObject) -> None:
+    # The merge into an hour or a day: new values within the bins the stored one spans.
+    stored = {low + i: n for i, n in enumerate(counts)}
+    change = data.draw(st.dictionaries(st.integers(low, low + len(counts) - 1), st.integers(1, 2**30),
+                                       min_size=1, max_size=20))
+    want = dict(stored)
+    for b, n in change.items():
+        want[b] += n
+    assert merged(encode(stored), change) == encode(want)
 
 
 def test_scattered_values_pack_sparse_and_filled_ranges_pack_dense() -> None:

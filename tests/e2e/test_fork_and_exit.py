@@ -112,7 +112,6 @@ with multiprocessing.get_context("fork").Pool(4) as pool:
     assert stored(sqlite_url) == 1 + 2000, done.stderr
 
 
-
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread states from /proc")
 def test_a_multiprocessing_child_whose_sigterm_reaches_another_thread_still_flushes_and_dies_of_it(
         tmp_path: Path, sqlite_url: str) -> None:
