@@ -70,24 +70,46 @@ def from_readable_span(span: ReadableSpan) -> SpanRecord:
     resource = span.resource
     scope = span.instrumentation_scope
     status = span.status
-    status_code = status.status_code.value
+    # The member's value as stored: Enum's ``.value`` is a property, ~10x slower.
+    status_code = status.status_code._value_
+    # Reading ``span.events`` copies the SDK's locked list into a tuple (~0.8 us) and most
+    # spans have none: the private list's length answers that first.
+    private_events = getattr(span, "_events", None)
+    span_events = span.events if private_events is None or len(private_events) else ()
     events: Sequence[tuple[str, Mapping[str, Any]]] = ()
     if status_code == STATUS_ERROR:  # events are read only for the exception's type
-        events = [(event.name, event.attributes or {}) for event in span.events]
+        events = [(event.name, event.attributes or {}) for event in span_events]
+    if ctx is not None:
+        try:
+            # Bytes to hex is ~3x faster than format(); ids out of range (from a custom id
+            # generator) are spelled by format as before.
+            trace_id = ctx.trace_id.to_bytes(16, "big").hex()
+            span_id = ctx.span_id.to_bytes(8, "big").hex()
+        except OverflowError:
+            trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+    else:
+        trace_id, span_id = "0" * 32, "0" * 16
     start = span.start_time or 0
     # Positional: this runs once per exported span, and keyword calls cost more.
     return SpanRecord(
-        format(ctx.trace_id, "032x") if ctx is not None else "0" * 32,
-        format(ctx.span_id, "016x") if ctx is not None else "0" * 16,
+        trace_id,
+        span_id,
         span.name,
         start,
         span.end_time or start,
         _plain_dict(span),
-        format(parent.span_id, "016x") if parent is not None else None,
+        _span_hex(parent.span_id) if parent is not None else None,
         status_code,
         status.description or "",
         resource.attributes if resource is not None else {},
         scope.name if scope is not None else "",
         events,
-        first_chunk_time(span.events) if span.events else 0,
+        first_chunk_time(span_events) if span_events else 0,
     )
+
+
+def _span_hex(span_id: int) -> str:
+    try:
+        return span_id.to_bytes(8, "big").hex()
+    except OverflowError:
+        return format(span_id, "016x")

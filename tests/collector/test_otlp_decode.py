@@ -16,6 +16,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -176,6 +178,88 @@ def test_spans_with_unusable_ids_are_rejected_with_a_reason_and_the_rest_of_the_
     assert [r.name for r in batch.records] == ["ok"]
     assert batch.rejected == 3
     assert "traceId" in batch.message and "spanId" in batch.message and "startTimeUnixNano" in batch.message
+
+
+def _delimited(number: int, payload: bytes) -> bytes:
+    """A length-delimited field as the wire has it: tag, varint length, payload."""
+    length, size = b"", len(payload)
+    while size > 0x7F:
+        length += bytes([size & 0x7F | 0x80])
+        size >>= 7
+    return bytes([number << 3 | 2]) + length + bytes([size]) + payload
+
+
+def _one_span_request(span_fields: bytes) -> bytes:
+    span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="chat", start_time_unix_nano=5)
+    return _delimited(1, _delimited(2, _delimited(2, span.SerializeToString() + span_fields)))
+
+
+def _attribute(key: str, **value: Any) -> bytes:
+    return _delimited(9, KeyValue(key=key, value=AnyValue(**value)).SerializeToString())
+
+
+def test_span_attributes_decode_the_same_when_first_seen_and_when_seen_again() -> None:
+    body = _one_span_request(
+        _attribute("s", string_value="x")
+        + _attribute("i", int_value=9007199254740993)
+        + _attribute("d", double_value=0.25)
+        + _attribute("b", bool_value=False)
+        + _attribute("a", array_value=ArrayValue(values=[AnyValue(string_value="stop"), AnyValue(int_value=2)]))
+        + _attribute("kv", kvlist_value=KeyValueList(values=[KeyValue(key="k", value=AnyValue(int_value=1))]))
+        + _attribute("bytes", bytes_value=b"\x01\x02")
+        + _attribute("empty")
+        + _attribute("s", string_value="last wins, first place")
+    )
+    expected = {
+        "s": "last wins, first place",
+        "i": 9007199254740993,
+        "d": 0.25,
+        "b": False,
+        "a": ("stop", 2),
+        "kv": {"k": 1},
+        "bytes": "AQI=",
+        "empty": None,
+    }
+    (first,) = otlp.decode_protobuf(body).records
+    (again,) = otlp.decode_protobuf(body).records
+    for record in (first, again):
+        assert list(record.attributes.items()) == list(expected.items())
+        assert [type(v) for v in record.attributes.values()] == [type(v) for v in expected.values()]
+    # A mapping value is the record's own: nothing mutable is shared between records.
+    assert first.attributes["kv"] is not again.attributes["kv"]
+
+
+def test_span_attribute_fields_of_another_wire_type_are_skipped_without_shifting_the_others() -> None:
+    varint, fixed64, group = b"\x48\x05", b"\x49" + bytes(8), b"\x4b\x08\x01\x4c"
+    body = _one_span_request(
+        _attribute("a", string_value="1") + varint + _attribute("b", int_value=2) + fixed64 + group
+        + _attribute("c", int_value=3)
+    )
+    for _ in range(2):
+        (record,) = otlp.decode_protobuf(body).records
+        assert record.attributes == {"a": "1", "b": 2, "c": 3}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [_delimited(9, b"\x0a\x02\xff\xfe"), _delimited(9, b"\x0a\x01k\x12\x03\x0a\x01\xff"), b"\x4a\x05\x0a\x09ab"],
+    ids=["key not UTF-8", "value not UTF-8", "truncated"],
+)
+def test_a_broken_span_attribute_next_to_attributes_seen_before_is_still_a_decode_error(bad: bytes) -> None:
+    known = _attribute("gen_ai.operation.name", string_value="chat")
+    otlp.decode_protobuf(_one_span_request(known))
+    with pytest.raises(otlp.OTLPDecodeError, match="protobuf"):
+        otlp.decode_protobuf(_one_span_request(known + bad))
+
+
+def test_remembered_span_attributes_stay_bounded_in_number_and_size() -> None:
+    big = "x" * 10_000
+    for n in range(3):
+        attributes = b"".join(_attribute("gen_ai.response.id", string_value=f"{n}-{i}") for i in range(5000))
+        (record,) = otlp.decode_protobuf(_one_span_request(attributes + _attribute("big", string_value=big))).records
+        assert record.attributes["big"] == big
+        assert len(otlp._known_attributes) <= otlp._KNOWN_MAX_ENTRIES
+    assert all(len(encoded) <= otlp._KNOWN_MAX_BYTES for encoded in otlp._known_attributes)
 
 
 @pytest.mark.parametrize("body", [b"\x0a\x05\x0a\x03", b"\xff\xff\xff\xff", b"\x12"])
