@@ -14,7 +14,8 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from operator import call, itemgetter
+from typing import TYPE_CHECKING, Any, cast
 
 from llmlens import _status
 from llmlens import semconv as sc
@@ -27,9 +28,13 @@ if TYPE_CHECKING:  # the store imports SQLAlchemy; normalize stays free of it
 
 _F = src.FIELDS
 _CONSUMED = src.CONSUMED
-# attribute name -> (field, preference): one pass over a span's attributes finds every
-# field, instead of probing each of ~80 candidate names per span.
-_INDEX: dict[str, tuple[str, int]] = {}
+# llmlens' own attributes, each read into its column under its own name. llmlens.final is
+# not among them: present but empty, it reads as false, where the others read as absent.
+_OWN = (sc.STATUS, sc.FAILURE_REASON, sc.ERROR_TYPE, sc.CALL_ID, sc.ATTEMPT, sc.MAX_ATTEMPTS,
+        sc.CALL_DURATION_MS, sc.IDEMPOTENCY_KEY, sc.PROMPT_HASH)
+# attribute name -> (field, preference): a span's own names say which fields it has,
+# instead of each of ~80 candidate names being probed per span.
+_INDEX: dict[str, tuple[str, int]] = {name: (name, 0) for name in _OWN}
 for _field, _names in _F.items():
     for _rank, _name in enumerate(_names):
         _INDEX.setdefault(_name, (_field, _rank))
@@ -38,6 +43,13 @@ _CONTENT_PREFIXES = src.CONTENT_PREFIXES
 _JSON_FIELDS = src.JSON_FIELDS
 _HTTP_CODE_IN_MESSAGE = re.compile(src.HTTP_CODE_IN_MESSAGE)
 _NAMING_KINDS = src.NAMING_KINDS
+_from_timestamp = datetime.fromtimestamp
+# Spans from one instrumentation carry the same attribute names in the same order, and
+# where each field is, what is kept and what is content follows from the names alone. So
+# that is worked out once per list of names (a _Shape) and each span then only copies
+# values out with C-level getters. Bounded: an unusual sender's ever-new names empty the
+# table rather than grow it.
+_MAX_SHAPES = 1024
 
 Redactor = Callable[[str, int], str]
 
@@ -137,10 +149,13 @@ def span_name_for_task(record: SpanRecord) -> str | None:
     return None
 
 
-def _provider(value: Any, scope_name: str, model: str | None) -> str | None:
-    if value is not None:
-        text = str(value).lower()
-        return src.PROVIDER_ALIASES.get(text, text)[:64]
+def _provider_name(value: Any) -> str:
+    text = str(value).lower()
+    return src.PROVIDER_ALIASES.get(text, text)[:64]
+
+
+def _provider(scope_name: str, model: str | None) -> str | None:
+    """The provider of a span that does not name one: from its scope, else its model."""
     if scope_name in src.SCOPE_PROVIDERS:
         return src.SCOPE_PROVIDERS[scope_name]
     if model:
@@ -151,10 +166,44 @@ def _provider(value: Any, scope_name: str, model: str | None) -> str | None:
     return None
 
 
-def _status_of(record: SpanRecord, attrs: Mapping[str, Any],
+def _str16(value: Any) -> str | None:
+    return _str(value, 16)
+
+
+def _str64(value: Any) -> str | None:
+    return _str(value, 64)
+
+
+def _finish(value: Any) -> str | None:
+    return finish_reason(_str(value, 64))
+
+
+def _error_type(value: Any) -> str | None:
+    return _status.short_error_type(_str(value))
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+# field -> its column value from the attribute's, applied once to each field a span has.
+# total_tokens is converted only where it is used (output tokens missing): an odd value
+# there (an infinite float) must not fail a span that does not need it.
+_COLUMN: dict[str, Callable[[Any], Any]] = {
+    "request_model": _str, "response_model": _str, "provider": _provider_name, "operation": _str64,
+    "input_tokens": _int, "output_tokens": _int, "cache_read_tokens": _int, "cache_write_tokens": _int,
+    "reasoning_tokens": _int, "total_tokens": _as_is, "task": _str, "prompt_name": _str,
+    "prompt_version": _str, "ttft_s": _float, "streaming": _bool, "finish_reasons": _finish,
+    "reported_cost": _float, "conversation_id": _str, "http_status": _int,
+    sc.STATUS: str, sc.FAILURE_REASON: _str, sc.ERROR_TYPE: _error_type, sc.CALL_ID: _str16,
+    sc.ATTEMPT: _int, sc.MAX_ATTEMPTS: _int, sc.CALL_DURATION_MS: _float, sc.IDEMPOTENCY_KEY: _str,
+    sc.PROMPT_HASH: _str64,
+}
+
+
+def _status_of(record: SpanRecord, status: str | None, reason: str | None, error_type: str | None,
                http_status: int | None) -> tuple[str, str | None, str | None]:
     """(status, failure_reason, error_type) from llmlens' own status, else the span's."""
-    error_type = _status.short_error_type(_str(attrs.get(sc.ERROR_TYPE)))
     messages = [record.status_message] if record.status_message else []
     if record.status_code == STATUS_ERROR:
         for name, event_attrs in record.events:
@@ -165,12 +214,9 @@ def _status_of(record: SpanRecord, attrs: Mapping[str, Any],
                 if isinstance(message, str):
                     messages.append(message)
                 break
-    status = attrs.get(sc.STATUS)
     if status is not None:
-        status = str(status)
         if status not in sc.STATUSES:
             status = _status.ERROR
-        reason = _str(attrs.get(sc.FAILURE_REASON))
         return status, reason if status != _status.OK else None, error_type
     if record.status_code != STATUS_ERROR and error_type is None:
         return _status.OK, None, None
@@ -215,7 +261,7 @@ def _fill_from_json(found: dict[str, Any], raw: Any, fields: Mapping[str, tuple[
             for part in key.split(".") if key else ():
                 value = value.get(part) if isinstance(value, dict) else None
             if value is not None and not isinstance(value, (dict, list)):
-                found[name] = value
+                found[name] = _COLUMN[name](value)
                 break
 
 
@@ -226,21 +272,82 @@ def _content_value(value: Any, redact: Redactor | None, max_chars: int) -> Any:
     return redact(text, max_chars)
 
 
-def normalize(
-    record: SpanRecord,
-    *,
-    capture_content: bool = False,
-    redact: Redactor | None = None,
-    max_content_chars: int = 4096,
-) -> SpanRow | None:
-    """Turn one span into an ``llm_spans`` row (without cost), or None if it is not an LLM call.
+def _is_content(key: str) -> bool:
+    return key in _CONTENT_KEYS or key.startswith(_CONTENT_PREFIXES)
 
-    Content attributes (prompts, answers, tool arguments) are dropped unless
-    ``capture_content`` is true, and then passed through ``redact``.
-    """
-    attrs = record.attributes
-    if not is_llm_span(attrs, record.scope_name):
-        return None
+
+def _getter(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A C-level reader of these keys' values, as a tuple even for one key."""
+    if len(keys) > 1:
+        return itemgetter(*keys)
+    if keys:
+        only = itemgetter(keys[0])
+        return lambda attrs: (only(attrs),)
+    return lambda attrs: ()
+
+
+# Every field normalize reads, in the order it unpacks them.
+_ORDER = tuple(_COLUMN)
+
+
+class _Shape:
+    """Where a span's facts are, from its attribute names alone (see _MAX_SHAPES)."""
+
+    __slots__ = ("columns", "content", "json", "kept", "kept_values", "layout", "names", "passed", "values")
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        best: dict[str, tuple[int, str]] = {}
+        kept: list[str] = []
+        passed: list[str] = []
+        for key in keys:
+            slot = _INDEX.get(key)
+            if slot is not None:
+                field, rank = slot
+                if field not in best or rank < best[field][0]:
+                    best[field] = (rank, key)
+            elif key not in _CONSUMED:
+                passed.append(key)
+                if not _is_content(key):
+                    kept.append(key)
+        # The best name of each field the span has; a span with an empty value there is
+        # read name by name (_read_slowly), as another name may then speak.
+        self.names = tuple(best)
+        self.values = _getter(tuple(key for _rank, key in best.values()))
+        self.columns = tuple(_COLUMN[field] for field in best)
+        # Column values (one per name, then None) -> every field in _ORDER.
+        position = {field: i for i, field in enumerate(best)}
+        self.layout = itemgetter(*(position.get(field, len(best)) for field in _ORDER))
+        self.kept = tuple(kept)
+        self.kept_values = _getter(self.kept)
+        # Kept and content attributes in the span's order, for when content is captured.
+        self.passed = tuple(passed)
+        self.content = frozenset(passed) - frozenset(kept)
+        present = set(keys)
+        self.json = tuple(name for name in _JSON_FIELDS if name in present)
+
+    def kept_attributes(self, attrs: Mapping[str, Any], capture_content: bool, redact: Redactor | None,
+                        max_content_chars: int) -> dict[str, Any]:
+        if capture_content and self.content:
+            content = self.content
+            return {key: _content_value(attrs[key], redact, max_content_chars) if key in content else attrs[key]
+                    for key in self.passed}
+        # tuples (OTel sequences) encode as JSON arrays as they are
+        return dict(zip(self.kept, self.kept_values(attrs), strict=True))
+
+
+_SHAPES: dict[tuple[str, ...], _Shape] = {}
+
+
+def _learn(keys: tuple[str, ...]) -> _Shape:
+    if len(_SHAPES) >= _MAX_SHAPES:
+        _SHAPES.clear()
+    shape = _SHAPES[keys] = _Shape(keys)
+    return shape
+
+
+def _read_slowly(attrs: Mapping[str, Any], capture_content: bool, redact: Redactor | None,
+                 max_content_chars: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(column values found, attributes kept) name by name, for spans with empty values."""
     found: dict[str, Any] = {}
     ranks: dict[str, int] = {}
     kept: dict[str, Any] = {}
@@ -257,94 +364,140 @@ def normalize(
             continue
         if key in _CONSUMED:
             continue
-        if key in _CONTENT_KEYS or key.startswith(_CONTENT_PREFIXES):
+        if _is_content(key):
             if capture_content:
                 kept[key] = _content_value(value, redact, max_content_chars)
             continue
-        kept[key] = value  # tuples (OTel sequences) encode as JSON arrays as they are
+        kept[key] = value
+    return {name: _COLUMN[name](value) for name, value in found.items()}, kept
 
-    for json_name, json_fields in _JSON_FIELDS.items():
-        raw = attrs.get(json_name)
-        if raw is not None:
-            _fill_from_json(found, raw, json_fields)
 
-    get = found.get
-    response_model = _str(get("response_model"))
+# Every column, in SpanRow's order: each row starts as a copy (cheaper than a literal
+# of this size, which Python builds in pieces and merges).
+_ROW: dict[str, Any] = dict.fromkeys((
+    "trace_id", "span_id", "parent_span_id", "service_name", "name", "start_time", "duration_ms",
+    "time_to_first_token_ms", "task", "operation", "provider", "request_model", "response_model",
+    "prompt_name", "prompt_version", "status", "failure_reason", "error_type", "input_tokens",
+    "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd",
+    "reported_cost_usd", "call_id", "attempt", "max_attempts", "final", "call_duration_ms",
+    "idempotency_key", "streaming", "finish_reason", "conversation_id", "prompt_hash", "attributes",
+))
+
+
+def normalize(
+    record: SpanRecord,
+    *,
+    capture_content: bool = False,
+    redact: Redactor | None = None,
+    max_content_chars: int = 4096,
+) -> SpanRow | None:
+    """Turn one span into an ``llm_spans`` row (without cost), or None if it is not an LLM call.
+
+    Content attributes (prompts, answers, tool arguments) are dropped unless
+    ``capture_content`` is true, and then passed through ``redact``.
+    """
+    attrs = record.attributes
+    scope_name = record.scope_name
+    if not is_llm_span(attrs, scope_name):
+        return None
+    keys = tuple(attrs)
+    shape = _SHAPES.get(keys) or _learn(keys)
+    values = shape.values(attrs)
+    if None not in values and not shape.json:
+        fields = shape.layout((*map(call, shape.columns, values), None))
+        if capture_content and shape.content:
+            kept = shape.kept_attributes(attrs, capture_content, redact, max_content_chars)
+        else:  # tuples (OTel sequences) encode as JSON arrays as they are
+            kept = dict(zip(shape.kept, shape.kept_values(attrs), strict=True))
+    else:
+        if None in values:
+            found, kept = _read_slowly(attrs, capture_content, redact, max_content_chars)
+        else:
+            found = dict(zip(shape.names, map(call, shape.columns, values), strict=True))
+            kept = shape.kept_attributes(attrs, capture_content, redact, max_content_chars)
+        for json_name in shape.json:
+            raw = attrs[json_name]
+            if raw is not None:
+                _fill_from_json(found, raw, _JSON_FIELDS[json_name])
+        fields = tuple(map(found.get, _ORDER))
+    (request_model, response_model, provider, operation, input_tokens, output_tokens, cache_read,
+     cache_write, reasoning_tokens, total_tokens, task, prompt_name, prompt_version, ttft, streaming,
+     finish, reported_cost, conversation_id, http_status, own_status, failure_reason, error_type,
+     call_id, attempt, max_attempts, call_duration, idempotency_key, prompt_hash) = fields
+
     # Charts and filters group by the requested model; a span that only knows the
     # model that answered (a response read without the request) is grouped by that.
-    request_model = _str(get("request_model")) or response_model
-    input_tokens = _int(get("input_tokens"))
-    output_tokens = _int(get("output_tokens"))
-    cache_read = _int(get("cache_read_tokens"))
-    cache_write = _int(get("cache_write_tokens"))
+    request_model = request_model or response_model
     if input_tokens is not None and (cache_read or 0) + (cache_write or 0) > input_tokens:
         # The sender reported cache tokens on top of input (Anthropic's own shape): the
         # conventions count them inside input, so fold them in.
         input_tokens += (cache_read or 0) + (cache_write or 0)
     if output_tokens is None and input_tokens is not None:
-        total = _int(get("total_tokens"))
+        total = _int(total_tokens)
         if total is not None and total >= input_tokens:
             output_tokens = total - input_tokens
-    status, failure_reason, error_type = _status_of(record, attrs, _int(get("http_status")))
-    resource = record.resource_attributes
-    service_name = _str(resource.get(sc.SERVICE_NAME)) if resource else None
-    duration_ms = max(record.end_time_unix_nano - record.start_time_unix_nano, 0) / 1e6
-    ttft = _float(get("ttft_s"))
+    if own_status is None and error_type is None and record.status_code != STATUS_ERROR:
+        status, failure_reason = _status.OK, None  # what _status_of would say, without the call
+    else:
+        status, failure_reason, error_type = _status_of(record, own_status, failure_reason, error_type,
+                                                        http_status)
+    start = record.start_time_unix_nano
+    duration_ms = max(record.end_time_unix_nano - start, 0) / 1e6
     if ttft is None and src.LANGFUSE_COMPLETION_START in attrs:
-        ttft = _seconds_after(attrs[src.LANGFUSE_COMPLETION_START], record.start_time_unix_nano)
+        ttft = _seconds_after(attrs[src.LANGFUSE_COMPLETION_START], start)
     if ttft is None and record.first_chunk_unix_nano:
-        ttft = max(record.first_chunk_unix_nano - record.start_time_unix_nano, 0) / 1e9
-    streaming_value = get("streaming")
-    if ttft is not None and streaming_value is not None and not _bool(streaming_value):
+        ttft = max(record.first_chunk_unix_nano - start, 0) / 1e9
+    if ttft is not None and streaming is False:
         # A source that says the answer was not streamed has no first chunk to time:
         # OpenLIT writes the whole response time as its time to first token then.
         ttft = None
-    call_duration = _float(attrs.get(sc.CALL_DURATION_MS))
-    final = _bool(attrs.get(sc.FINAL, True))
-    if record.scope_name and record.scope_name != sc.SCOPE_NAME:
-        kept["otel.scope.name"] = record.scope_name
+    final = attrs.get(sc.FINAL, True)
+    if final is not True:
+        final = _bool(final)
+    if scope_name and scope_name != sc.SCOPE_NAME:
+        kept["otel.scope.name"] = scope_name
     if capture_content and record.status_message and status != _status.OK:
         # Exception messages can quote user input, so they are content.
         kept["otel.status_description"] = _content_value(record.status_message, redact, max_content_chars)
 
-    return {
-        "trace_id": record.trace_id,
-        "span_id": record.span_id,
-        "parent_span_id": record.parent_span_id,
-        "service_name": service_name,
-        "name": record.name[:255],
-        "start_time": datetime.fromtimestamp(record.start_time_unix_nano / 1e9, tz=UTC),
-        "duration_ms": duration_ms,
-        "time_to_first_token_ms": ttft * 1000.0 if ttft is not None else None,
-        # None unless the span names it: the ingest path then takes the nearest named
-        # ancestor's (a workflow, chain, agent or trace name), even from another batch.
-        "task": _str(get("task")),
-        "operation": _str(get("operation"), 64),
-        "provider": _provider(get("provider"), record.scope_name, request_model or response_model),
-        "request_model": request_model,
-        "response_model": response_model,
-        "prompt_name": _str(get("prompt_name")),
-        "prompt_version": _str(get("prompt_version")),
-        "status": status,
-        "failure_reason": failure_reason,
-        "error_type": error_type,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "cache_read_tokens": cache_read,
-        "cache_write_tokens": cache_write,
-        "reasoning_tokens": _int(get("reasoning_tokens")),
-        "cost_usd": None,
-        "reported_cost_usd": _float(get("reported_cost")),
-        "call_id": _str(attrs.get(sc.CALL_ID), 16) or record.span_id,
-        "attempt": _int(attrs.get(sc.ATTEMPT)) or 1,
-        "max_attempts": _int(attrs.get(sc.MAX_ATTEMPTS)),
-        "final": final,
-        # The logical call's duration rides on its final attempt only (DESIGN.md).
-        "call_duration_ms": call_duration if call_duration is not None else (duration_ms if final else None),
-        "idempotency_key": _str(attrs.get(sc.IDEMPOTENCY_KEY)),
-        "streaming": _bool(streaming_value) if streaming_value is not None else ttft is not None,
-        "finish_reason": finish_reason(_str(get("finish_reasons"), 64)),
-        "conversation_id": _str(get("conversation_id")),
-        "prompt_hash": _str(attrs.get(sc.PROMPT_HASH), 64),
-        "attributes": kept,
-    }
+    resource = record.resource_attributes
+    row = cast("SpanRow", _ROW.copy())
+    row["trace_id"] = record.trace_id
+    row["span_id"] = record.span_id
+    row["parent_span_id"] = record.parent_span_id
+    row["service_name"] = _str(resource.get(sc.SERVICE_NAME)) if resource else None
+    row["name"] = record.name[:255]
+    row["start_time"] = _from_timestamp(start / 1e9, UTC)  # positional: keywords cost more here
+    row["duration_ms"] = duration_ms
+    row["time_to_first_token_ms"] = ttft * 1000.0 if ttft is not None else None
+    # None unless the span names it: the ingest path then takes the nearest named
+    # ancestor's (a workflow, chain, agent or trace name), even from another batch.
+    row["task"] = task
+    row["operation"] = operation
+    row["provider"] = provider if provider is not None else _provider(scope_name, request_model or response_model)
+    row["request_model"] = request_model
+    row["response_model"] = response_model
+    row["prompt_name"] = prompt_name
+    row["prompt_version"] = prompt_version
+    row["status"] = status
+    row["failure_reason"] = failure_reason
+    row["error_type"] = error_type
+    row["input_tokens"] = input_tokens
+    row["output_tokens"] = output_tokens
+    row["cache_read_tokens"] = cache_read
+    row["cache_write_tokens"] = cache_write
+    row["reasoning_tokens"] = reasoning_tokens
+    row["reported_cost_usd"] = reported_cost
+    row["call_id"] = call_id or record.span_id
+    row["attempt"] = attempt or 1
+    row["max_attempts"] = max_attempts
+    row["final"] = final
+    # The logical call's duration rides on its final attempt only (DESIGN.md).
+    row["call_duration_ms"] = call_duration if call_duration is not None else (duration_ms if final else None)
+    row["idempotency_key"] = idempotency_key
+    row["streaming"] = streaming if streaming is not None else ttft is not None
+    row["finish_reason"] = finish
+    row["conversation_id"] = conversation_id
+    row["prompt_hash"] = prompt_hash
+    row["attributes"] = kept
+    return row

@@ -134,3 +134,31 @@ def test_attributes_of_the_wrong_type_are_ignored_or_coerced_never_fatal(db_url:
     assert row["attempt"] == 1 and row["status"] == "error" and row["finish_reason"] is None
     result = Ingestor(open_store(db_url), Pricer()).ingest([weird])
     assert result.stored == 1 and result.unpriced == 1
+
+
+def test_the_row_has_every_column_in_the_order_of_its_type() -> None:
+    from llmlens.collector.store import SpanRow
+
+    row = normalize(_record({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}))
+    assert row is not None
+    assert list(row) == list(SpanRow.__annotations__)
+
+
+def test_an_empty_value_lets_another_name_speak_on_spans_of_a_shape_seen_before() -> None:
+    def provider(value: Any) -> str | None:
+        row = normalize(_record({"gen_ai.operation.name": "chat", "gen_ai.provider.name": value,
+                                 "gen_ai.system": "anthropic", "gen_ai.request.model": "m"}))
+        assert row is not None
+        return row["provider"]
+
+    assert provider("openai") == "openai"
+    assert provider(None) == "anthropic"  # same names, the preferred one empty
+    assert provider("openai") == "openai"
+
+
+def test_the_table_of_attribute_name_lists_stays_bounded() -> None:
+    from llmlens.collector import normalize as module
+
+    for i in range(module._MAX_SHAPES + 10):
+        assert normalize(_record({"gen_ai.operation.name": "chat", f"app.attribute_{i}": i})) is not None
+    assert len(module._SHAPES) <= module._MAX_SHAPES
