@@ -95,15 +95,26 @@ def filtered(statement: Select[Any], filters: Filters, table: Table = llm_spans,
 
 @contextmanager
 def connect(bind: Bind) -> Iterator[Connection]:
-    """A connection for a read: ``bind`` itself, or one from the engine; database errors
-    raised as :class:`~llmlens.collector.store.StoreError`."""
+    """A connection for a read: ``bind`` itself, or one from the engine reading one
+    snapshot; database errors raised as :class:`~llmlens.collector.store.StoreError`.
+
+    One snapshot, because a read's statements look at marks first (from where minutes are
+    kept, up to where hours are folded) and then at rollups: a prune or a fold committed
+    between them must not make the second disagree with the first.
+    """
     engine = bind if isinstance(bind, Engine) else bind.engine
     with translated("cannot read from", safe_url(engine)):
         if isinstance(bind, Connection):
             yield bind
+        elif engine.dialect.name == "sqlite":
+            with bind.connect() as conn:
+                # The driver begins transactions only for writes; ended by the pool's
+                # rollback when the connection goes back.
+                conn.exec_driver_sql("BEGIN")
+                yield conn
         else:
             with bind.connect() as conn:
-                yield conn
+                yield conn.execution_options(isolation_level="REPEATABLE READ")
 
 
 def rows_of(conn: Connection, statement: Select[Any]) -> list[dict[str, Any]]:

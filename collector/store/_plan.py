@@ -7,8 +7,12 @@ by the coarsest buckets that fit: ``[Mon 10:17, Thu 14:03)`` is Mon 10:17-11:00 
 11:00-24:00 in hours, Tue-Wed in days, Thu 00:00-14:00 in hours and 14:00-14:03 in minutes,
 so a 30-day range reads ~30 day rows per key, not 43,200 minute rows.
 
-Minute rows are pruned with the raw rows (``llmlens db prune``). An edge older than the
-oldest minute row is read in whole hours instead: older ranges are exact to the hour.
+The coarse grains hold minutes only up to the fold mark (``_rollup.fold``, about an hour
+behind the newest data), so the part of a range from the mark on is read in minutes.
+
+Minute rows are pruned with the raw rows (``llmlens db prune``), never past the fold mark.
+An edge older than the oldest minute row is read in whole hours instead: older ranges are
+exact to the hour.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Connection, Subquery, Table, select, union_all
 
 from llmlens.collector.store._filters import Filters
-from llmlens.collector.store._rollup import DAY, GRAINS, HOUR, MINUTE
+from llmlens.collector.store._rollup import DAY, GRAINS, HOUR, MINUTE, folded_to
 from llmlens.collector.store._tables import rollup_keys, store_marks
 
 __all__ = ["MINUTES_FROM", "Piece", "cover", "epoch_range", "keyed", "minute_horizon", "rollup_source",
@@ -79,7 +83,13 @@ def minute_horizon(conn: Connection) -> int | None:
 def cover(conn: Connection, start: int | None, end: int | None, *, coarsest: int = DAY) -> list[Piece]:
     """Disjoint (grain, lo, hi) pieces covering ``[start, end)``, coarsest first."""
     grains = [g for g in _COARSE_TO_FINE if g <= coarsest]
-    pieces = _split(start, end, grains)
+    folded = folded_to(conn) if coarsest > MINUTE else None
+    if folded is not None and (end is None or end > folded):
+        # Coarse rollups up to the fold mark, minutes from there.
+        pieces = _split(start, folded, grains) if start is None or start < folded else []
+        pieces += _split(folded if start is None else max(start, folded), end, grains[-1:])
+    else:
+        pieces = _split(start, end, grains)
     if any(grain == MINUTE for grain, _, _ in pieces):
         horizon = minute_horizon(conn)
         if horizon is not None:

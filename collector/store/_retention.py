@@ -2,9 +2,10 @@
 
 Raw rows serve the trace list and a call's detail; every aggregate reads rollups, so
 charts of pruned ranges keep working. Minute rollups are as fine as raw rows and go with
-them; hour and day rollups are kept (or pruned on their own, later, with
-``rollups_before``). Each batch is its own short transaction, so writers and the dashboard
-never wait long behind a prune.
+them, though never before they are folded into the hours (``_rollup.fold``); hour and
+day rollups are kept (or pruned on their own, later, with ``rollups_before``). Each batch
+is its own short transaction, so writers and the dashboard never wait long behind a
+prune.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import Connection, Table, delete, func, insert, select, update
 from llmlens.collector.store._filters import Bind, transaction
 from llmlens.collector.store._histogram import lock_histograms
 from llmlens.collector.store._plan import MINUTES_FROM
-from llmlens.collector.store._rollup import DAY, GRAINS, MINUTE, SIX_HOURS
+from llmlens.collector.store._rollup import DAY, GRAINS, MINUTE, SIX_HOURS, folded_to
 from llmlens.collector.store._tables import llm_spans, rollup_latency, rollups, store_marks
 from llmlens.collector.store._time import bind_time
 
@@ -59,6 +60,12 @@ def prune(bind: Bind, *, raw_before: datetime, rollups_before: datetime | None =
         if deleted < batch:
             break
     minute_cut = int(raw_before.timestamp()) // MINUTE * MINUTE
+    with transaction(bind) as conn:
+        folded = folded_to(conn)
+    if folded is not None:
+        # Minutes not yet folded into the hours are the only record of their range: they
+        # stay until a fold has added them.
+        minute_cut = min(minute_cut, folded)
     result.minute_rollups = _prune_rollups(bind, (MINUTE,), minute_cut)
     if rollups_before is not None:
         result.rollups = _prune_rollups(bind, GRAINS[1:], int(rollups_before.timestamp()) // DAY * DAY)

@@ -8,6 +8,20 @@ writers on several processes or collectors never lose an increment, and they run
 transaction that inserted the rows, from the rows actually inserted, so a duplicate adds
 nothing.
 
+Minute rollups are written that way always. The coarse grains (hour, six hours, day) of
+recent minutes are not: :func:`fold` adds whole hours of committed minute rollups into
+them, about once an hour, and moves the store mark ``coarse_rollups_to`` past them. A
+batch writes coarse rollups itself only for minutes before the mark (late rows), so every
+row is counted once at every grain, and reads take the coarse grains up to the mark and
+minutes after it (``_plan``). Why: a batch of live traffic touches each of its keys'
+minutes once, but their hours, six hours and days as well, four times the upserts and
+histogram merges; most of a write's cost was there. Folding an hour of minutes costs
+about as much as one batch's coarse writes, once an hour.
+
+The mark moves only under an exclusive lock that every rollup writer takes shared before
+reading it (PostgreSQL: an advisory lock; SQLite: the database's write lock), so a writer
+sees either the old mark and commits before the fold reads the minutes, or the new one.
+
 Latency values are counted in the log-spaced bins of ``_histogram``.
 """
 
@@ -20,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from llmlens.collector.store._histogram import (
@@ -30,10 +44,11 @@ from llmlens.collector.store._histogram import (
     HistogramKey,
     bin_of,
     bin_value,
+    decode,
     merge_into_store,
 )
-from llmlens.collector.store._tables import ROW_COLUMNS, rollup_keys, rollups
-from llmlens.collector.store._write import pg_arrays, pg_unnest
+from llmlens.collector.store._tables import ROW_COLUMNS, rollup_keys, rollup_latency, rollups, store_marks
+from llmlens.collector.store._write import pg_arrays, pg_unnest, take_write_lock
 
 __all__ = [
     "DAY",
@@ -50,6 +65,9 @@ __all__ = [
     "KeyCache",
     "bin_of",
     "bin_value",
+    "fold",
+    "fold_due",
+    "folded_to",
 ]
 
 MINUTE: Final = 60
@@ -69,6 +87,7 @@ MEASURES: Final = {"call": 0, "request": 1, "ttft": 2}
 
 Key = tuple[Any, ...]
 _N_SUMS: Final = len(SUM_COLUMNS)
+_MINUTE_ONLY: Final = (MINUTE,)
 
 
 @dataclass
@@ -154,9 +173,10 @@ class Delta:
     def keys(self) -> list[Key]:
         return self.key_list
 
-    def sum_rows(self, ids: Mapping[Key, int], ordered: bool) -> list[tuple[Any, ...]]:
-        """Upsert parameters for ``rollups`` at every grain; ``ordered`` sorts them, so
-        concurrent writers lock rows in one order (PostgreSQL; SQLite writers take turns)."""
+    def sum_rows(self, ids: Mapping[Key, int], ordered: bool, folded: int | None = None) -> list[tuple[Any, ...]]:
+        """Upsert parameters for ``rollups``: minutes, and the coarse grains of minutes
+        before ``folded`` (None: of every minute; see :func:`fold`). ``ordered`` sorts them,
+        so concurrent writers lock rows in one order (PostgreSQL; SQLite writers take turns)."""
         rows: list[tuple[Any, ...]] = []
         coarser: dict[tuple[int, int, int], list[float]] = {}
         id_of = [ids[key] for key in self.key_list]
@@ -165,6 +185,8 @@ class Delta:
                 continue
             key_id = id_of[k]
             rows.append((MINUTE, minute, key_id, *sums))
+            if folded is not None and minute >= folded:
+                continue
             for grain in GRAINS[1:]:
                 slot = (grain, minute // grain * grain, key_id)
                 total = coarser.get(slot)
@@ -176,16 +198,16 @@ class Delta:
         rows += [(*slot, *values) for slot, values in coarser.items() if any(values)]
         return sorted(rows) if ordered else rows
 
-    def histograms(self, ids: Mapping[Key, int]) -> dict[HistogramKey, Histogram]:
-        """What the rows add to ``rollup_latency`` at every grain, per (grain, measure,
-        bucket, key id): bin -> count."""
+    def histograms(self, ids: Mapping[Key, int], folded: int | None = None) -> dict[HistogramKey, Histogram]:
+        """What the rows add to ``rollup_latency``, per (grain, measure, bucket, key id):
+        bin -> count, at the grains :meth:`sum_rows` writes."""
         out: dict[HistogramKey, Histogram] = {}
         id_of = [ids[key] for key in self.key_list]
         for (minute, k, measure, index), n in self.bins.items():
             if not n:
                 continue
             key_id = id_of[k]
-            for grain in GRAINS:
+            for grain in GRAINS if folded is None or minute < folded else _MINUTE_ONLY:
                 slot = (grain, measure, minute // grain * grain, key_id)
                 hist = out.get(slot)
                 if hist is None:
@@ -248,9 +270,10 @@ def apply(conn: Connection, delta: Delta, keys: KeyCache) -> dict[Key, int]:
     if not delta.sums:
         return {}
     dialect = conn.dialect.name
+    folded = _enter(conn)
     ids = keys.resolve(conn, delta.keys())
     ordered = dialect != "sqlite"
-    sums = delta.sum_rows(ids, ordered)
+    sums = delta.sum_rows(ids, ordered, folded)
     if dialect == "postgresql":  # a batch touches hundreds of rollup rows (four grains)
         columns = [list(column) for column in zip(*sums, strict=True)]
         conn.exec_driver_sql(_UPSERT_POSTGRES, pg_arrays(rollups, (*_SUM_KEYS, *SUM_COLUMNS), columns))
@@ -261,5 +284,101 @@ def apply(conn: Connection, delta: Delta, keys: KeyCache) -> dict[Key, int]:
         conn.exec_driver_sql(f"DELETE FROM rollups WHERE grain = {marker} AND bucket = {marker} "
                              f"AND key_id = {marker} AND requests = 0", [row[:3] for row in sums])
     # After the sums: on SQLite this transaction holds the write lock by now (see _histogram).
-    merge_into_store(conn, delta.histograms(ids))
+    merge_into_store(conn, delta.histograms(ids, folded))
     return ids
+
+
+# --- Folding minutes into the coarse grains ------------------------------------------------
+
+FOLDED_TO: Final = "coarse_rollups_to"
+# An hour is folded once it has been over for this long: rows arrive seconds to minutes
+# late (export batching, retries, a spool replaying); later ones are written to the coarse
+# grains by their batch.
+FOLD_LAG: Final = HOUR
+_FOLD_LOCK: Final = 0x6C6C6D666F6C64  # PostgreSQL advisory lock key of the fold ("llmfold")
+
+
+def folded_to(conn: Connection) -> int | None:
+    """The mark: coarse rollups hold every minute before it and none from it on. None: an
+    older store, whose writers kept every grain (a first :func:`fold` sets it)."""
+    value = conn.execute(select(store_marks.c.value).where(store_marks.c.name == FOLDED_TO)).scalar()
+    return None if value is None else int(value)
+
+
+def _enter(conn: Connection) -> int | None:
+    # A rollup writer: hold off any fold until this transaction ends, then read the mark.
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock_shared(%s)", (_FOLD_LOCK,))
+    else:
+        take_write_lock(conn)
+    return folded_to(conn)
+
+
+def fold_due(folded: int | None) -> float:
+    """When the next fold has an hour to do (epoch seconds; a store without the mark: now)."""
+    return 0.0 if folded is None else folded + FOLD_LAG + HOUR
+
+
+def fold(conn: Connection, now: float) -> int:
+    """Add the minute rollups of every whole hour ended ``FOLD_LAG`` before ``now`` and not
+    yet folded into the coarse grains, and move the mark past them; return the mark.
+
+    Safe to run from any number of processes at once: they take turns, and each folds only
+    what the mark says is left. Writers wait for a fold (it holds their lock exclusively).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_FOLD_LOCK,))
+    else:
+        take_write_lock(conn)
+    target = int(now - FOLD_LAG) // HOUR * HOUR
+    folded = folded_to(conn)
+    if folded is None:
+        # Writers so far kept every grain: nothing is left to fold, only the mark to set,
+        # past the newest minute, so no minute counted already is ever added again.
+        newest = conn.execute(select(rollups.c.bucket).where(rollups.c.grain == MINUTE)
+                              .order_by(rollups.c.bucket.desc()).limit(1)).scalar()
+        mark = target if newest is None else max(target, int(newest) // HOUR * HOUR + HOUR)
+        conn.execute(insert(store_marks).values(name=FOLDED_TO, value=mark))
+        return mark
+    if target <= folded:
+        return folded
+    _fold_sums(conn, folded, target)
+    _fold_histograms(conn, folded, target)
+    conn.execute(update(store_marks).where(store_marks.c.name == FOLDED_TO).values(value=target))
+    return target
+
+
+def _fold_sums(conn: Connection, start: int, end: int) -> None:
+    marker = "?" if conn.dialect.name == "sqlite" else "%s"
+    columns = ", ".join(SUM_COLUMNS)
+    sums = ", ".join(f"SUM({name})" for name in SUM_COLUMNS)
+    updates = ", ".join(f"{name} = rollups.{name} + excluded.{name}" for name in SUM_COLUMNS)
+    for grain in GRAINS[1:]:
+        # (SQLite reads ON CONFLICT after INSERT ... SELECT only when the SELECT has a
+        # WHERE, as this one does.) Sorted: the lock order PostgreSQL's writers use.
+        conn.exec_driver_sql(
+            f"INSERT INTO rollups (grain, bucket, key_id, {columns}) "
+            f"SELECT {grain}, bucket / {grain} * {grain} AS coarse, key_id, {sums} FROM rollups "
+            f"WHERE grain = {MINUTE} AND bucket >= {marker} AND bucket < {marker} "
+            f"GROUP BY coarse, key_id ORDER BY coarse, key_id "
+            f"ON CONFLICT (grain, bucket, key_id) DO UPDATE SET {updates}",
+            (start, end),
+        )
+
+
+def _fold_histograms(conn: Connection, start: int, end: int) -> None:
+    c = rollup_latency.c
+    changes: dict[HistogramKey, Histogram] = {}
+    minutes = conn.execute(select(c.measure, c.bucket, c.key_id, c.counts)
+                           .where(c.grain == MINUTE, c.bucket >= start, c.bucket < end))
+    for measure, bucket, key_id, blob in minutes:
+        pairs = list(decode(bytes(blob)))
+        for grain in GRAINS[1:]:
+            slot = (grain, int(measure), int(bucket) // grain * grain, int(key_id))
+            hist = changes.get(slot)
+            if hist is None:
+                changes[slot] = dict(pairs)
+            else:
+                for index, n in pairs:
+                    hist[index] = hist.get(index, 0) + n
+    merge_into_store(conn, changes)

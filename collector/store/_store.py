@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select, text, update
 
 from llmlens.collector.store import _names, _rollup, _write
 from llmlens.collector.store._engine import ensure_schema, get_engine, safe_url
-from llmlens.collector.store._errors import translated
+from llmlens.collector.store._errors import StoreError, StoreUnavailable, translated
 from llmlens.collector.store._tables import SpanRow, llm_spans
 
 __all__ = ["Store", "open_store"]
 
 _t = llm_spans.c
+_log = logging.getLogger("llmlens.store")
 
 
 class Store:
@@ -25,11 +28,13 @@ class Store:
     1
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._sql = _write.insert_sql(self.dialect)
         self._keys = _rollup.KeyCache()
+        self._clock = clock
+        self._fold_due = _rollup.fold_due(None)
 
     @property
     def url(self) -> str:
@@ -54,6 +59,7 @@ class Store:
         """
         if not rows and not names:
             return 0
+        self._fold_if_due()
         with translated("cannot write to", self.url), self.engine.begin() as conn:
             if names or unresolved:
                 _names.take_turns(conn, {n.trace_id for n in names} | {r["trace_id"] for r in unresolved})
@@ -73,6 +79,29 @@ class Store:
             ids = _rollup.apply(conn, delta, self._keys)
         self._keys.remember(ids)
         return len(fresh)
+
+    def _fold_if_due(self) -> None:
+        # Before a batch rather than after: a new store's first fold sets the mark, and
+        # the batch's minutes after it are then written as minutes only.
+        if self._clock() < self._fold_due:
+            return
+        try:
+            self.fold_rollups()
+        except StoreUnavailable:
+            raise  # the batch could not be written either: the caller retries it whole
+        except StoreError as exc:
+            # Not this batch's failure: the fold is tried again with the next batch.
+            _log.warning("llmlens: folding minute rollups into hours failed, retrying later: %s", exc)
+
+    def fold_rollups(self, now: float | None = None) -> int:
+        """Fold the minute rollups of hours ended over an hour before ``now`` (default: the
+        store's clock) into the hour, six-hour and day rollups; return the mark (epoch
+        seconds) before which they hold every minute. Writes call it about once an hour;
+        several processes may call it at once."""
+        with translated("cannot write to", self.url), self.engine.begin() as conn:
+            mark = _rollup.fold(conn, self._clock() if now is None else now)
+        self._fold_due = _rollup.fold_due(mark)
+        return mark
 
     def ping(self) -> bool:
         """True when the database answers a trivial query."""
@@ -140,8 +169,9 @@ class Store:
 _TIMING = ("start_time", "duration_ms", "time_to_first_token_ms", "call_duration_ms")
 
 
-def open_store(url: str | None = None, *, create: bool = True) -> Store:
+def open_store(url: str | None = None, *, create: bool = True, clock: Callable[[], float] = time.time) -> Store:
     """Open the store at ``url`` (or ``LLMLENS_DB_URL``), creating an empty one's tables.
+    ``clock`` (epoch seconds) decides when minute rollups are folded into hours.
 
     Raises :class:`StoreOutdated` with the ``llmlens db upgrade`` hint for an older
     schema, and :class:`StoreUnavailable` when the database cannot be reached.
@@ -149,4 +179,4 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     engine = get_engine(url)
     if create:
         ensure_schema(engine)
-    return Store(engine)
+    return Store(engine, clock=clock)

@@ -33,7 +33,7 @@ from llmlens.collector.store import (
     prune,
     reprice_rows,
 )
-from llmlens.collector.store._rollup import SIX_HOURS, SUM_COLUMNS, Delta, KeyCache, _upsert_sql
+from llmlens.collector.store._rollup import HOUR, SIX_HOURS, SUM_COLUMNS, Delta, KeyCache, _upsert_sql, folded_to
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 GROUPINGS: list[tuple[str, ...]] = [(), ("task",), ("model",), ("task", "prompt_version"), ("status", "failure_reason"),
@@ -104,10 +104,11 @@ def _check_percentiles(store: Store, rows: list[dict[str, Any]], filters: Filter
             assert got[key][f"p{q * 100:g}_ms"] == pytest.approx(exact, rel=RELATIVE_ERROR + 1e-9), (key, q)
 
 
-def _check_everything(store: Store, rows: list[dict[str, Any]], seed: int, rounds: int = 12) -> None:
+def _check_everything(store: Store, rows: list[dict[str, Any]], seed: int, rounds: int = 12, *,
+                      t0: datetime = T0, days: float = 3.0) -> None:
     rng = random.Random(seed)
     for _ in range(rounds):
-        filters = oracle.random_filters(rng, T0)
+        filters = oracle.random_filters(rng, t0, days)
         by = rng.choice(GROUPINGS)
         _check_totals(store, rows, filters, by)
         _check_series(store, rows, filters, by[:1], rng.choice(BUCKET_LADDER))
@@ -174,6 +175,103 @@ def test_concurrent_writers_in_several_processes_never_lose_or_double_an_increme
     store = open_store(db_url)
     assert store.count_rows() == 1200
     _check_everything(store, store.fetch_rows(), seed=6, rounds=8)
+
+
+class _Clock:
+    """A store's clock that the test moves: when folds are due follows the data's time."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _mark(store: Store) -> int | None:
+    with store.engine.connect() as conn:
+        return folded_to(conn)
+
+
+def test_minutes_folded_hourly_into_coarse_rollups_keep_every_aggregate_exact(db_url: str) -> None:
+    # Live traffic: rows arrive seconds after their time, a few hours late (past the fold
+    # of their hour). Aggregates are exact before, during and after the folds, and a prune
+    # never takes minutes that are not folded yet.
+    clock = _Clock(T0.timestamp())
+    store = open_store(db_url, clock=clock)
+    rows = sorted(oracle.random_rows(1500, seed=21, start=T0, days=0.5), key=lambda r: r["start_time"])
+    rng = random.Random(22)
+    late_until = (T0 + timedelta(hours=8)).timestamp()
+    arrival = [r["start_time"].timestamp() + (rng.uniform(2 * HOUR, 4 * HOUR)
+                                              if r["start_time"].timestamp() < late_until and rng.random() < 0.1
+                                              else rng.uniform(0, 30)) for r in rows]
+    order = sorted(range(len(rows)), key=arrival.__getitem__)
+    marks = []
+    late_after_fold = 0
+    written: list[dict[str, Any]] = []
+    for n, i in enumerate(range(0, len(order), 50)):
+        batch = [rows[j] for j in order[i:i + 50]]
+        mark = _mark(store)
+        late_after_fold += sum(1 for r in batch if mark is not None and r["start_time"].timestamp() < mark)
+        clock.now = max(arrival[j] for j in order[i:i + 50])
+        assert store.insert_rows(batch) == len(batch)
+        written += batch
+        marks.append(_mark(store))
+        if n % 6 == 5:
+            _check_everything(store, store.fetch_rows(), seed=n, rounds=3, days=0.5)
+    assert len(set(marks)) >= 8  # folded hour by hour, as the data's time went on
+    assert late_after_fold > 20  # and late rows went straight to the folded hours
+    assert marks[-1] is not None and any(r["start_time"].timestamp() >= marks[-1] for r in rows)  # the last hour
+    rows = store.fetch_rows()
+    _check_everything(store, rows, seed=23, rounds=8, days=0.5)
+    # A prune past the mark keeps the minutes that are not folded yet.
+    prune(store.engine, raw_before=T0 + timedelta(days=1))
+    assert store.count_rows() == 0
+    everything = oracle.totals(rows)
+    _same_totals(queries.summary(store.engine, Filters()), everything)
+    # Folding the rest moves every minute into the coarse grains, once.
+    assert store.fold_rollups(now=(T0 + timedelta(days=2)).timestamp()) > max(arrival)
+    _same_totals(queries.summary(store.engine, Filters()), everything)
+    for measure in ("call", "request", "ttft"):
+        _check_percentiles(store, rows, Filters(), ("task",), measure)
+    _check_series(store, rows, Filters(), ("model",), HOUR)
+
+
+_FOLDING_WRITER = """
+import json, sys
+from datetime import datetime
+from llmlens.collector.store import open_store
+rows = json.load(open(sys.argv[2]))
+for row in rows:
+    row["start_time"] = datetime.fromisoformat(row["start_time"])
+now = [0.0]
+store = open_store(sys.argv[1], clock=lambda: now[0])
+for i in range(0, len(rows), 25):
+    batch = rows[i:i + 25]
+    now[0] = max(r["start_time"].timestamp() for r in batch) + 60
+    store.insert_rows(batch)
+"""
+
+
+def test_folds_racing_writers_in_several_processes_lose_and_double_nothing(db_url: str, tmp_path: Path) -> None:
+    # Four processes write live traffic, every row twice, and each folds when its clock
+    # says so: folds race each other and the other processes' batches.
+    open_store(db_url)
+    rows = sorted(oracle.random_rows(1200, seed=24, start=T0, days=0.3), key=lambda r: r["start_time"])
+    processes = []
+    for n in range(4):
+        mine = [r for i, r in enumerate(rows) if (i - n * 300) % 1200 < 600]
+        path = tmp_path / f"rows{n}.json"
+        path.write_text(json.dumps([{**r, "start_time": r["start_time"].isoformat()} for r in mine]))
+        processes.append(subprocess.Popen([sys.executable, "-c", _FOLDING_WRITER, db_url, str(path)]))
+    assert [p.wait(timeout=300) for p in processes] == [0, 0, 0, 0]
+    store = open_store(db_url)
+    assert store.count_rows() == 1200
+    mark = _mark(store)
+    assert mark is not None and mark >= (T0 + timedelta(hours=5)).timestamp()  # the writers folded
+    rows = store.fetch_rows()
+    _check_everything(store, rows, seed=25, rounds=8, days=0.3)
+    store.fold_rollups(now=(T0 + timedelta(days=1)).timestamp())
+    _check_everything(store, rows, seed=26, rounds=4, days=0.3)
 
 
 def test_a_reprice_keeps_the_rollups_equal_to_the_rows(db_url: str) -> None:
