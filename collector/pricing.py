@@ -135,6 +135,8 @@ class Pricer:
 
     def __init__(self, overrides: dict[str, Rates] | None = None) -> None:
         self.overrides = overrides or {}
+        # (provider, model, UTC day) as asked -> rates: rows repeat a few models, so each
+        # is looked up (lower-cased, overridden or calibrated) once a day, not once a row.
         self._cache: dict[tuple[str | None, str, int], Rates | None] = {}
         self._lock = threading.Lock()
 
@@ -146,26 +148,28 @@ class Pricer:
 
     def rates(self, provider: str | None, model: str, when: datetime | None = None) -> Rates | None:
         """Per-token rates for a model, or None when no table knows it."""
-        model_key = model.lower()
-        pid = provider_id(provider)
-        override = self.overrides.get(f"{pid}/{model_key}") or self.overrides.get(model_key)
-        if override is None and provider:
-            override = self.overrides.get(f"{provider.lower()}/{model_key}")
-        if override is not None:
-            return override
-        # Prices change by date: calibrated rates are cached per UTC day.
-        day = (when or datetime.now(UTC)).toordinal()
-        key = (pid, model_key, day)
+        # Prices change by date: rates are cached per UTC day.
+        key = (provider, model, (when or datetime.now(UTC)).toordinal())
         try:
             return self._cache[key]
         except KeyError:
             pass
-        rates = _calibrate(pid, model, when)
+        rates = self._override(provider, model)
+        if rates is None:
+            rates = _calibrate(provider_id(provider), model, when)
         with self._lock:
             if len(self._cache) > 10_000:  # bounded: model names come from senders
                 self._cache.clear()
             self._cache[key] = rates
         return rates
+
+    def _override(self, provider: str | None, model: str) -> Rates | None:
+        model_key = model.lower()
+        pid = provider_id(provider)
+        override = self.overrides.get(f"{pid}/{model_key}") or self.overrides.get(model_key)
+        if override is None and provider:
+            override = self.overrides.get(f"{provider.lower()}/{model_key}")
+        return override
 
     def cost(
         self,
