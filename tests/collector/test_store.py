@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -21,6 +22,7 @@ from llmlens.collector.store import (
     get_engine,
     open_store,
 )
+from llmlens.collector.store._time import sqlite_text
 
 
 def _row(span_id: str, **values: Any) -> dict[str, Any]:
@@ -62,6 +64,20 @@ def test_timestamps_come_back_as_utc_whatever_zone_they_went_in_with(db_url: str
     assert row["start_time"].utcoffset() == timedelta(0)
     assert row["attributes"] == {"k": "v"}
     assert row["final"] is True and row["streaming"] is False
+
+
+def test_a_utc_start_time_is_stored_as_the_same_text_as_that_moment_in_any_zone() -> None:
+    # A UTC time (what normalize makes) has its text's offset cut off; any other converts first.
+    rng = random.Random(7)
+    paris = timezone(timedelta(hours=1))
+    moments = [datetime(2026, 11, 27, 10, 0, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC),
+               *(datetime(2000, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(10**15)) for _ in range(300))]
+    for moment in moments:
+        stored = sqlite_text(moment)
+        naive = moment.replace(tzinfo=None)
+        assert stored == sqlite_text(naive) == naive.isoformat(sep=" ", timespec="microseconds")
+        if moment.year > 1:
+            assert stored == sqlite_text(moment.astimezone(paris))
 
 
 def test_migrations_build_the_same_schema_as_the_models_from_empty(db_url: str) -> None:
