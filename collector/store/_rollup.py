@@ -155,7 +155,8 @@ class Delta:
             sums[8] += sign * value
         duration = row["duration_ms"]
         sums[10] += sign * duration
-        bins[(minute, k, 1, bin_of(duration))] += sign
+        duration_bin = bin_of(duration)
+        bins[(minute, k, 1, duration_bin)] += sign
         if final:
             if (row["attempt"] or 1) > 1:
                 sums[1] += sign
@@ -163,7 +164,8 @@ class Delta:
             if call is None:
                 call = duration
             sums[9] += sign * call
-            bins[(minute, k, 0, bin_of(call))] += sign
+            # A call of one attempt lasts as long as its request: the same bin, once computed.
+            bins[(minute, k, 0, duration_bin if call == duration else bin_of(call))] += sign
         ttft = row["time_to_first_token_ms"]
         if streaming and ttft is not None:
             sums[11] += sign * ttft
