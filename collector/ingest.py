@@ -128,31 +128,31 @@ class Ingestor:
         """
         # With or without usage: a failed request is one row too, not a framework span and
         # the provider span under it.
-        candidates = {(r["trace_id"], r["span_id"]) for r in rows}
-        if not candidates:
+        spans = [(r["trace_id"], r["span_id"]) for r in rows]  # each key built once, used thrice
+        if not spans:
             return rows
+        candidates = set(spans)
         parents_with_leaf: set[tuple[str, str]] = set()
         for row in rows:
-            key = (row["trace_id"], row["parent_span_id"])
-            if row["parent_span_id"] and key in candidates:
-                parents_with_leaf.add(key)
+            parent = row["parent_span_id"]
+            if parent:
+                key = (row["trace_id"], parent)
+                if key in candidates:
+                    parents_with_leaf.add(key)
         # No lookup for llmlens attempts (a provider SDK span under one is marked merged in
         # the application and never becomes a row) nor for spans of provider-level
         # instrumentations: they wrap one HTTP request and have no LLM call below them.
-        outside = [(r["trace_id"], r["span_id"]) for r in rows
-                   if (r["trace_id"], r["span_id"]) in candidates
-                   and (r["trace_id"], r["span_id"]) not in parents_with_leaf
-                   and not _is_llmlens(r) and not _is_provider_level(r)]
+        outside = [span for span, r in zip(spans, rows, strict=True)
+                   if span not in parents_with_leaf and not _is_llmlens(r) and not _is_provider_level(r)]
         if outside:
             parents_with_leaf |= self.store.parent_links(t for t, _ in outside) & set(outside)
         if not parents_with_leaf:
             return rows
-        llmlens_parents = {(r["trace_id"], r["span_id"]) for r in rows
-                           if (r["trace_id"], r["span_id"]) in parents_with_leaf and _is_llmlens(r)}
+        llmlens_parents = {span for span, r in zip(spans, rows, strict=True)
+                           if span in parents_with_leaf and _is_llmlens(r)}
         kept = []
-        for row in rows:
-            key = (row["trace_id"], row["span_id"])
-            if key in parents_with_leaf and key not in llmlens_parents:
+        for span, row in zip(spans, rows, strict=True):
+            if span in parents_with_leaf and span not in llmlens_parents:
                 continue
             if (row["trace_id"], row["parent_span_id"]) in llmlens_parents:
                 continue
