@@ -24,10 +24,11 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Connection, Subquery, Table, select, union_all
 
 from llmlens.collector.store._filters import Filters
+from llmlens.collector.store._marks import MINUTES_FROM, read_mark
 from llmlens.collector.store._rollup import DAY, GRAINS, HOUR, MINUTE, folded_to
-from llmlens.collector.store._tables import rollup_keys, store_marks
+from llmlens.collector.store._tables import rollup_keys
 
-__all__ = ["MINUTES_FROM", "Piece", "cover", "epoch_range", "keyed", "minute_horizon", "rollup_source",
+__all__ = ["Piece", "cover", "epoch_range", "keyed", "minute_horizon", "rollup_source",
            "timeseries_grain"]
 
 Piece = tuple[int, int | None, int | None]  # (grain, first bucket, end), None: unbounded
@@ -71,13 +72,9 @@ def _split(lo: int | None, hi: int | None, grains: Sequence[int]) -> list[Piece]
     return _split(lo, hi, finer)
 
 
-MINUTES_FROM: Final = "minute_rollups_from"
-
-
 def minute_horizon(conn: Connection) -> int | None:
     """The first minute from which minute rollups are complete; None: from the start."""
-    value = conn.execute(select(store_marks.c.value).where(store_marks.c.name == MINUTES_FROM)).scalar()
-    return None if value is None else int(value)
+    return read_mark(conn, MINUTES_FROM)
 
 
 def cover(conn: Connection, start: int | None, end: int | None, *, coarsest: int = DAY) -> list[Piece]:
@@ -87,7 +84,7 @@ def cover(conn: Connection, start: int | None, end: int | None, *, coarsest: int
     if folded is not None and (end is None or end > folded):
         # Coarse rollups up to the fold mark, minutes from there.
         pieces = _split(start, folded, grains) if start is None or start < folded else []
-        pieces += _split(folded if start is None else max(start, folded), end, grains[-1:])
+        pieces += _split(folded if start is None else max(start, folded), end, [MINUTE])
     else:
         pieces = _split(start, end, grains)
     if any(grain == MINUTE for grain, _, _ in pieces):

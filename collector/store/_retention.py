@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, delete, func, select
 
-from llmlens.collector.store._filters import Bind, transaction
+from llmlens.collector.store._filters import Bind, connect, transaction
 from llmlens.collector.store._histogram import lock_histograms
-from llmlens.collector.store._plan import MINUTES_FROM
+from llmlens.collector.store._marks import MINUTES_FROM, advance_mark
 from llmlens.collector.store._rollup import DAY, GRAINS, MINUTE, SIX_HOURS, folded_to
-from llmlens.collector.store._tables import llm_spans, rollup_latency, rollups, store_marks
+from llmlens.collector.store._tables import llm_spans, rollup_latency, rollups
 from llmlens.collector.store._time import bind_time
 
 __all__ = ["PruneResult", "prune"]
@@ -60,7 +60,7 @@ def prune(bind: Bind, *, raw_before: datetime, rollups_before: datetime | None =
         if deleted < batch:
             break
     minute_cut = int(raw_before.timestamp()) // MINUTE * MINUTE
-    with transaction(bind) as conn:
+    with connect(bind) as conn:
         folded = folded_to(conn)
     if folded is not None:
         # Minutes not yet folded into the hours are the only record of their range: they
@@ -87,20 +87,11 @@ def _prune_rollups(bind: Bind, grains: tuple[int, ...], cut: int) -> int:
                 lock_histograms(conn)  # a merge in flight must not write back what this deletes
                 _delete_slice(conn, rollup_latency, grain, end)
                 if grain == MINUTE:
-                    _mark_minutes_from(conn, end)
+                    advance_mark(conn, MINUTES_FROM, end)
         if grain == MINUTE:
             with transaction(bind) as conn:
-                _mark_minutes_from(conn, cut)
+                advance_mark(conn, MINUTES_FROM, cut)
     return deleted
-
-
-def _mark_minutes_from(conn: Connection, value: int) -> None:
-    m = store_marks.c
-    current = conn.execute(select(m.value).where(m.name == MINUTES_FROM)).scalar()
-    if current is None:
-        conn.execute(insert(store_marks).values(name=MINUTES_FROM, value=value))
-    elif int(current) < value:
-        conn.execute(update(store_marks).where(m.name == MINUTES_FROM).values(value=value))
 
 
 def _delete_slice(conn: Connection, table: Table, grain: int, end: int) -> int:

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from llmlens.collector.store._histogram import (
@@ -47,7 +47,8 @@ from llmlens.collector.store._histogram import (
     decode,
     merge_into_store,
 )
-from llmlens.collector.store._tables import ROW_COLUMNS, rollup_keys, rollup_latency, rollups, store_marks
+from llmlens.collector.store._marks import FOLDED_TO, advance_mark, read_mark
+from llmlens.collector.store._tables import ROW_COLUMNS, rollup_keys, rollup_latency, rollups
 from llmlens.collector.store._write import pg_arrays, pg_unnest, take_write_lock
 
 __all__ = [
@@ -292,7 +293,6 @@ def apply(conn: Connection, delta: Delta, keys: KeyCache) -> dict[Key, int]:
 
 # --- Folding minutes into the coarse grains ------------------------------------------------
 
-FOLDED_TO: Final = "coarse_rollups_to"
 # An hour is folded once it has been over for this long: rows arrive seconds to minutes
 # late (export batching, retries, a spool replaying); later ones are written to the coarse
 # grains by their batch.
@@ -300,26 +300,24 @@ FOLD_LAG: Final = HOUR
 _FOLD_LOCK: Final = 0x6C6C6D666F6C64  # PostgreSQL advisory lock key of the fold ("llmfold")
 
 
-# Run as is: every batch reads the mark, and building a Core select per batch (its cache
-# key, then the compiled-cache lookup) cost four times the read as a fixed statement.
-_FOLDED_TO_SQLITE: Final = "SELECT value FROM store_marks WHERE name = ?"
-_FOLDED_TO_POSTGRES: Final = "SELECT value FROM store_marks WHERE name = %s"
-
-
 def folded_to(conn: Connection) -> int | None:
     """The mark: coarse rollups hold every minute before it and none from it on. None: an
     older store, whose writers kept every grain (a first :func:`fold` sets it)."""
-    sql = _FOLDED_TO_SQLITE if conn.dialect.name == "sqlite" else _FOLDED_TO_POSTGRES
-    value = conn.exec_driver_sql(sql, (FOLDED_TO,)).scalar()
-    return None if value is None else int(value)
+    return read_mark(conn, FOLDED_TO)
+
+
+def _take_fold_lock(conn: Connection, *, exclusive: bool) -> None:
+    # Until this transaction ends. SQLite has one lock for both: the database's write lock.
+    if conn.dialect.name == "postgresql":
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.exec_driver_sql(f"SELECT {function}(%s)", (_FOLD_LOCK,))
+    else:
+        take_write_lock(conn)
 
 
 def _enter(conn: Connection) -> int | None:
     # A rollup writer: hold off any fold until this transaction ends, then read the mark.
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock_shared(%s)", (_FOLD_LOCK,))
-    else:
-        take_write_lock(conn)
+    _take_fold_lock(conn, exclusive=False)
     return folded_to(conn)
 
 
@@ -335,10 +333,7 @@ def fold(conn: Connection, now: float) -> int:
     Safe to run from any number of processes at once: they take turns, and each folds only
     what the mark says is left. Writers wait for a fold (it holds their lock exclusively).
     """
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_FOLD_LOCK,))
-    else:
-        take_write_lock(conn)
+    _take_fold_lock(conn, exclusive=True)
     target = int(now - FOLD_LAG) // HOUR * HOUR
     folded = folded_to(conn)
     if folded is None:
@@ -347,13 +342,13 @@ def fold(conn: Connection, now: float) -> int:
         newest = conn.execute(select(rollups.c.bucket).where(rollups.c.grain == MINUTE)
                               .order_by(rollups.c.bucket.desc()).limit(1)).scalar()
         mark = target if newest is None else max(target, int(newest) // HOUR * HOUR + HOUR)
-        conn.execute(insert(store_marks).values(name=FOLDED_TO, value=mark))
+        advance_mark(conn, FOLDED_TO, mark)
         return mark
     if target <= folded:
         return folded
     _fold_sums(conn, folded, target)
     _fold_histograms(conn, folded, target)
-    conn.execute(update(store_marks).where(store_marks.c.name == FOLDED_TO).values(value=target))
+    advance_mark(conn, FOLDED_TO, target)
     return target
 
 

@@ -239,8 +239,7 @@ rollup_latency: Final = Table(
     sqlite_with_rowid=False,
 )
 
-# Small named values the store keeps about itself: ``minute_rollups_from`` is the epoch
-# second from which minute rollups are complete (set by a prune; absent: from the start).
+# Small named values the store keeps about itself; what each means: ``_marks``.
 store_marks: Final = Table(
     "store_marks",
     metadata,

@@ -149,29 +149,42 @@ _WRITER = """
 import json, sys
 from datetime import datetime
 from llmlens.collector.store import open_store
-rows = json.load(open(sys.argv[2]))
+url, path, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data_clock = sys.argv[4:] == ["data-clock"]  # the store's clock follows the rows' time
+rows = json.load(open(path))
 for row in rows:
     row["start_time"] = datetime.fromisoformat(row["start_time"])
-store = open_store(sys.argv[1])
-for i in range(0, len(rows), 40):
-    store.insert_rows(rows[i:i + 40])
+now = [0.0]
+store = open_store(url, clock=lambda: now[0]) if data_clock else open_store(url)
+for i in range(0, len(rows), size):
+    batch = rows[i:i + size]
+    now[0] = max(r["start_time"].timestamp() for r in batch) + 60
+    store.insert_rows(batch)
 """
+
+
+def _write_in_processes(db_url: str, tmp_path: Path, slices: list[list[dict[str, Any]]], *args: str) -> None:
+    # One writer process per slice, all started before any finishes; _WRITER's argv after
+    # the rows file: batch size, "data-clock".
+    processes = []
+    for n, mine in enumerate(slices):
+        path = tmp_path / f"rows{n}.json"
+        path.write_text(json.dumps([{**r, "start_time": r["start_time"].isoformat()} for r in mine]))
+        processes.append(subprocess.Popen([sys.executable, "-c", _WRITER, db_url, str(path), *args]))
+    assert [p.wait(timeout=300) for p in processes] == [0] * len(slices)
 
 
 def test_concurrent_writers_in_several_processes_never_lose_or_double_an_increment(
         db_url: str, tmp_path: Path) -> None:
     open_store(db_url)  # the schema exists before the writers race
     rows = oracle.random_rows(1200, seed=5, start=T0, days=0.2)  # few keys and buckets: contended rows
-    processes = []
+    slices = []
     for n in range(4):
         # Overlapping slices: every row is sent by two writers, in different orders.
-        mine = rows[n * 300:] + rows[: n * 300]
-        mine = mine[:600]
+        mine = (rows[n * 300:] + rows[: n * 300])[:600]
         random.Random(n).shuffle(mine)
-        path = tmp_path / f"rows{n}.json"
-        path.write_text(json.dumps([{**r, "start_time": r["start_time"].isoformat()} for r in mine]))
-        processes.append(subprocess.Popen([sys.executable, "-c", _WRITER, db_url, str(path)]))
-    assert [p.wait(timeout=300) for p in processes] == [0, 0, 0, 0]
+        slices.append(mine)
+    _write_in_processes(db_url, tmp_path, slices, "40")
     store = open_store(db_url)
     assert store.count_rows() == 1200
     _check_everything(store, store.fetch_rows(), seed=6, rounds=8)
@@ -236,34 +249,13 @@ def test_minutes_folded_hourly_into_coarse_rollups_keep_every_aggregate_exact(db
     _check_series(store, rows, Filters(), ("model",), HOUR)
 
 
-_FOLDING_WRITER = """
-import json, sys
-from datetime import datetime
-from llmlens.collector.store import open_store
-rows = json.load(open(sys.argv[2]))
-for row in rows:
-    row["start_time"] = datetime.fromisoformat(row["start_time"])
-now = [0.0]
-store = open_store(sys.argv[1], clock=lambda: now[0])
-for i in range(0, len(rows), 25):
-    batch = rows[i:i + 25]
-    now[0] = max(r["start_time"].timestamp() for r in batch) + 60
-    store.insert_rows(batch)
-"""
-
-
 def test_folds_racing_writers_in_several_processes_lose_and_double_nothing(db_url: str, tmp_path: Path) -> None:
     # Four processes write live traffic, every row twice, and each folds when its clock
     # says so: folds race each other and the other processes' batches.
     open_store(db_url)
     rows = sorted(oracle.random_rows(1200, seed=24, start=T0, days=0.3), key=lambda r: r["start_time"])
-    processes = []
-    for n in range(4):
-        mine = [r for i, r in enumerate(rows) if (i - n * 300) % 1200 < 600]
-        path = tmp_path / f"rows{n}.json"
-        path.write_text(json.dumps([{**r, "start_time": r["start_time"].isoformat()} for r in mine]))
-        processes.append(subprocess.Popen([sys.executable, "-c", _FOLDING_WRITER, db_url, str(path)]))
-    assert [p.wait(timeout=300) for p in processes] == [0, 0, 0, 0]
+    slices = [[r for i, r in enumerate(rows) if (i - n * 300) % 1200 < 600] for n in range(4)]
+    _write_in_processes(db_url, tmp_path, slices, "25", "data-clock")
     store = open_store(db_url)
     assert store.count_rows() == 1200
     mark = _mark(store)
