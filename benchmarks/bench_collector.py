@@ -15,9 +15,10 @@ under an application span that is not exported in the same batch), then
 3. does the same over OTLP/gRPC (``TraceService/Export`` with the same bytes), retrying
    ``RESOURCE_EXHAUSTED``/``UNAVAILABLE``, into a fresh store.
 
-Each client has a connection of its own, as separate exporting processes do; the kernel
-spreads connections over the workers (``SO_REUSEPORT``), so one connection is served by one
-worker, over either transport.
+Each client has a connection of its own, as separate exporting processes do. The kernel
+hands each connection to one worker (HTTP: whichever worker accepts it from the shared
+socket; gRPC: a hash over the workers' ``SO_REUSEPORT`` sockets), so with few clients the
+split between workers, and the rate, varies from run to run.
 
 Prints both rates, their ratio, and the collector's peak RSS (VmHWM, its processes added
 up). Target: at least 20,000 spans/s stored on SQLite on a 2-core machine. One collector
