@@ -53,6 +53,9 @@ _OWN_CAUSES = frozenset({_drops.SPOOL_FULL, _drops.DISK_FULL, _drops.REJECTED, _
 # Seconds between two SQLite WAL checkpoints (TRUNCATE) after exports: the main file, not
 # the log, holds the data, and the log gives its disk space back.
 _CHECKPOINT_INTERVAL = 30.0
+# At shutdown, how long the last attempt to store this process' spooled spans may start
+# new records (one record's write may run past it; the export pipeline bounds the exit).
+_EXIT_REPLAY_SECONDS = 5.0
 
 
 class StoreSpanExporter(SpanExporter):
@@ -281,8 +284,10 @@ class StoreSpanExporter(SpanExporter):
             self._outage_drops = Counter()
             spool = self._get_spool()
             where = f"spooling to {spool.directory}" if spool is not None else "no spool: dropping"
+            # The replayer starts with the first append (_spool_batch): started here, its first
+            # pass could find nothing spooled yet (encoding a first batch can be slow) and
+            # call the outage over.
             logger.warning("llmlens: the store is unavailable (%s); %s until it is back", exc, where)
-            self._start_replayer()
 
     def _start_replayer(self) -> None:
         if self._replayer is None or not self._replayer.is_alive():
@@ -307,6 +312,8 @@ class StoreSpanExporter(SpanExporter):
             if result.busy:  # another process is replaying this spool: it catches up for us
                 delay = min(delay * 2, _MAX_PROBE_INTERVAL)
                 continue
+            if result.stopped:  # shutting down: the exit's own pass takes the rest
+                return
             with self._state:
                 if self._appended != appended:  # spooled meanwhile: another pass
                     delay = 0.0
@@ -363,6 +370,8 @@ class StoreSpanExporter(SpanExporter):
         replayer = self._replayer
         if replayer is not None:
             replayer.join(2.0)
+        if replayer is None or not replayer.is_alive():
+            self._replay_before_exit()
         if self._spool is not None:
             self._spool.close()
         with self._lock:
@@ -373,6 +382,32 @@ class StoreSpanExporter(SpanExporter):
                 # close them now rather than leave them to the garbage collector. The
                 # engine stays usable; another user of it reconnects.
                 self._ingestor.store.engine.dispose()
+
+    def _replay_before_exit(self) -> None:
+        # A short job whose last batches met a brief outage (other writers holding SQLite's
+        # lock past its busy timeout, a database restarting) would otherwise leave them on
+        # disk until the next process that writes to this database, if one ever does. One
+        # bounded pass: what it cannot store stays spooled, safe, for that next process.
+        spool = self._spool
+        if spool is None or not self._outage:
+            return
+        deadline = time.monotonic() + _EXIT_REPLAY_SECONDS
+        replayed_before = self.replayed
+        try:
+            result = spool.replay(self._replay_record, should_stop=lambda: time.monotonic() > deadline)
+        except (StoreError, OSError) as exc:
+            result = None
+            reason = str(exc)
+        else:
+            reason = "another process is replaying it" if result.busy else "out of time"
+        stored = self.replayed - replayed_before
+        if result is not None and not result.busy and not result.stopped:
+            self._outage = False
+            logger.warning("llmlens: the store is writable again; spooled %d spans during the outage, "
+                           "%d spooled spans now stored", self._outage_spooled, stored)
+            return
+        logger.warning("llmlens: stored %d spooled spans at exit; the rest stay in %s (%s) for the next "
+                       "process that writes to this database", stored, spool.directory, reason)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """True unless spans were dropped since the last flush (spooled spans are safe on disk)."""
