@@ -396,16 +396,15 @@ class StoreSpanExporter(SpanExporter):
         try:
             result = spool.replay(self._replay_record, should_stop=lambda: time.monotonic() > deadline)
         except (StoreError, OSError) as exc:
-            result = None
             reason = str(exc)
         else:
+            if not result.busy and not result.stopped:
+                self._outage = False
+                logger.warning("llmlens: the store is writable again; spooled %d spans during the outage, "
+                               "%d spooled spans now stored", self._outage_spooled, self.replayed - replayed_before)
+                return
             reason = "another process is replaying it" if result.busy else "out of time"
         stored = self.replayed - replayed_before
-        if result is not None and not result.busy and not result.stopped:
-            self._outage = False
-            logger.warning("llmlens: the store is writable again; spooled %d spans during the outage, "
-                           "%d spooled spans now stored", self._outage_spooled, stored)
-            return
         logger.warning("llmlens: stored %d spooled spans at exit; the rest stay in %s (%s) for the next "
                        "process that writes to this database", stored, spool.directory, reason)
 
