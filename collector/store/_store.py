@@ -60,6 +60,14 @@ class Store:
         if not rows and not names:
             return 0
         self._fold_if_due()
+        # Built before the transaction, so a writer holds SQLite's one write lock only for
+        # the statements (see _write.prepare). The delta assumes every row is new, as
+        # nearly always; the rows actually inserted replace it when some were not. Rows
+        # named from the store (unresolved) get their task inside the transaction: both
+        # are built after that then.
+        dialect = self.engine.dialect.name
+        batch = _write.prepare(dialect, rows) if rows and not unresolved else None
+        expected = _rollup.Delta.of(rows) if not unresolved else None
         with translated("cannot write to", self.url), self.engine.begin() as conn:
             if names or unresolved:
                 _names.take_turns(conn, {n.trace_id for n in names} | {r["trace_id"] for r in unresolved})
@@ -70,8 +78,10 @@ class Store:
                 moved = _names.fill_tasks(conn, names)
             if unresolved:
                 _names.name_rows(conn, unresolved)
-            fresh = _write.insert_rows(conn, self._sql, rows) if rows else []
-            delta = _rollup.Delta.of(fresh)
+            if rows and batch is None:
+                batch = _write.prepare(dialect, rows)
+            fresh = _write.insert_rows(conn, self._sql, batch) if batch is not None else []
+            delta = expected if expected is not None and len(fresh) == len(rows) else _rollup.Delta.of(fresh)
             if moved:
                 # A row given its task moves from the "no task" rollups to its task's.
                 delta.add([old for old, _task in moved], -1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from sqlalchemy import JSON, Connection, Float, Table
 from sqlalchemy.dialects import postgresql
@@ -19,8 +19,8 @@ from sqlalchemy.dialects import postgresql
 from llmlens.collector.store._tables import ROW_COLUMNS, llm_spans
 from llmlens.collector.store._time import sqlite_text
 
-__all__ = ["dumps", "insert_rows", "insert_sql", "parent_links", "pg_arrays", "pg_unnest", "sqlite_params",
-           "take_write_lock"]
+__all__ = ["Batch", "dumps", "insert_rows", "insert_sql", "parent_links", "pg_arrays", "pg_unnest", "prepare",
+           "sqlite_params", "take_write_lock"]
 
 # Rows from normalize carry every column; a C-level getter builds the parameter tuple.
 _pick_columns: Final = operator.itemgetter(*ROW_COLUMNS)
@@ -134,8 +134,33 @@ def _pg_columns(rows: Sequence[Mapping[str, Any]]) -> tuple[list[Any], ...]:
     return pg_arrays(llm_spans, ROW_COLUMNS, columns)
 
 
-def insert_rows(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Insert rows on ``conn`` (inside its transaction); return the rows that were new.
+class Batch(NamedTuple):
+    """Rows with their driver parameters, built before the transaction (:func:`prepare`)."""
+
+    rows: Sequence[Mapping[str, Any]]
+    params: Any
+
+
+def prepare(dialect: str, rows: Sequence[Mapping[str, Any]]) -> Batch:
+    """The rows' driver parameters, built before the write transaction begins.
+
+    SQLite has one writer at a time: whatever runs while it holds the lock is time every
+    other writer (collector workers, processes sharing the file) waits. Parameters depend
+    on the rows alone, so they are built outside it.
+    """
+    if dialect == "sqlite":
+        return Batch(rows, sqlite_params(rows))
+    # Concurrent collectors inserting the same spans must take their index locks in one
+    # order, or two transactions wait for each other (a deadlock). ``unnest`` yields the
+    # rows in that order, and a stable sort keeps the first of two duplicates first: the
+    # one the statement keeps.
+    rows = sorted(rows, key=_span_of)
+    return Batch(rows, _pg_columns(rows))
+
+
+def insert_rows(conn: Connection, sql: str, batch: Batch) -> list[Mapping[str, Any]]:
+    """Insert a batch from :func:`prepare` on ``conn`` (inside its transaction); return
+    the rows that were new, in the batch's order.
 
     Rollups are built from what this returns, so it must be exact under concurrency.
     PostgreSQL says which rows it inserted (``RETURNING``, one result per row). SQLite's
@@ -144,8 +169,8 @@ def insert_rows(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -
     inserted shows duplicates, the new rows are those above the id the table ended at.
     """
     if conn.dialect.name == "sqlite":
-        return _insert_sqlite(conn, sql, rows)
-    return _insert_postgres(conn, sql, rows)
+        return _insert_sqlite(conn, sql, batch)
+    return _insert_postgres(conn, sql, batch)
 
 
 def _span_of(row: Mapping[str, Any]) -> tuple[str, str]:
@@ -163,7 +188,8 @@ def _first_of_each_span(rows: Sequence[Mapping[str, Any]], skip: set[tuple[str, 
     return fresh
 
 
-def _insert_sqlite(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _insert_sqlite(conn: Connection, sql: str, batch: Batch) -> list[Mapping[str, Any]]:
+    rows = batch.rows
     take_write_lock(conn)
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
@@ -172,7 +198,7 @@ def _insert_sqlite(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]
     last_id = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM llm_spans").scalar()
     cursor = dbapi.cursor()
     try:
-        cursor.executemany(sql, sqlite_params(rows))
+        cursor.executemany(sql, batch.params)
         inserted = cursor.rowcount
     finally:
         cursor.close()
@@ -182,13 +208,11 @@ def _insert_sqlite(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]
     return [row for row in _first_of_each_span(rows, set()) if (row["trace_id"], row["span_id"]) in new]
 
 
-def _insert_postgres(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    # Concurrent collectors inserting the same spans must take their index locks in one
-    # order, or two transactions wait for each other (a deadlock). ``unnest`` yields the
-    # rows in that order, and a stable sort keeps the first of two duplicates first: the
-    # one the statement keeps.
-    rows = sorted(rows, key=_span_of)
-    inserted = {(t, s) for t, s in conn.exec_driver_sql(sql, _pg_columns(rows))}
+def _insert_postgres(conn: Connection, sql: str, batch: Batch) -> list[Mapping[str, Any]]:
+    rows = batch.rows
+    inserted = {(t, s) for t, s in conn.exec_driver_sql(sql, batch.params)}
+    if len(inserted) == len(rows):
+        return list(rows)
     return [row for row in _first_of_each_span(rows, set()) if (row["trace_id"], row["span_id"]) in inserted]
 
 
