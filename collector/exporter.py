@@ -314,23 +314,30 @@ class StoreSpanExporter(SpanExporter):
                 continue
             if result.stopped:  # shutting down: the exit's own pass takes the rest
                 return
-            with self._state:
-                if self._appended != appended:  # spooled meanwhile: another pass
-                    delay = 0.0
-                    continue
-                ended, self._outage = self._outage, False
-                self._replayer = None
-                spooled, lost = self._outage_spooled, dict(self._outage_drops)
-                self._outage_drops = Counter()
-                self._loss_reported = False
-            if ended:
-                lost_text = f"; lost {sum(lost.values())} ({self.drops.describe(lost)})" if lost else ""
-                logger.warning("llmlens: the store is writable again; spooled %d spans during the outage, "
-                               "%d spooled spans now stored%s", spooled, self.replayed - replayed_before, lost_text)
-            elif self.replayed > replayed_before:
-                logger.info("llmlens: stored %d spans that other processes had spooled",
-                            self.replayed - replayed_before)
+            if not self._caught_up(replayed_before, appended):  # spooled meanwhile: another pass
+                delay = 0.0
+                continue
             return
+
+    def _caught_up(self, replayed_before: int, appended: int) -> bool:
+        """After a complete replay pass: end the outage and log its totals, unless this
+        process spooled more meanwhile (False: another pass is needed)."""
+        with self._state:
+            if self._appended != appended:
+                return False
+            ended, self._outage = self._outage, False
+            self._replayer = None
+            spooled, lost = self._outage_spooled, dict(self._outage_drops)
+            self._outage_drops = Counter()
+            self._loss_reported = False
+        if ended:
+            lost_text = f"; lost {sum(lost.values())} ({self.drops.describe(lost)})" if lost else ""
+            logger.warning("llmlens: the store is writable again; spooled %d spans during the outage, "
+                           "%d spooled spans now stored%s", spooled, self.replayed - replayed_before, lost_text)
+        elif self.replayed > replayed_before:
+            logger.info("llmlens: stored %d spans that other processes had spooled",
+                        self.replayed - replayed_before)
+        return True
 
     def _replay_record(self, record: bytes) -> None:
         from llmlens.collector.otlp import OTLPDecodeError, decode
@@ -392,18 +399,16 @@ class StoreSpanExporter(SpanExporter):
         if spool is None or not self._outage:
             return
         deadline = time.monotonic() + _EXIT_REPLAY_SECONDS
-        replayed_before = self.replayed
+        replayed_before, appended = self.replayed, self._appended
         try:
             result = spool.replay(self._replay_record, should_stop=lambda: time.monotonic() > deadline)
         except (StoreError, OSError) as exc:
             reason = str(exc)
         else:
-            if not result.busy and not result.stopped:
-                self._outage = False
-                logger.warning("llmlens: the store is writable again; spooled %d spans during the outage, "
-                               "%d spooled spans now stored", self._outage_spooled, self.replayed - replayed_before)
+            if not result.busy and not result.stopped and self._caught_up(replayed_before, appended):
                 return
-            reason = "another process is replaying it" if result.busy else "out of time"
+            reason = ("another process is replaying it" if result.busy else "out of time" if result.stopped
+                      else "more was spooled meanwhile")
         stored = self.replayed - replayed_before
         logger.warning("llmlens: stored %d spooled spans at exit; the rest stay in %s (%s) for the next "
                        "process that writes to this database", stored, spool.directory, reason)
