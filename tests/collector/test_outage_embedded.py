@@ -1,11 +1,24 @@
-"""A PostgreSQL outage under the embedded exporter: spans are spooled to disk, then all stored once."""
+"""A PostgreSQL outage under the embedded exporter: spans are spooled to disk, then all stored once,
+by the process itself (in the background, or as it exits) or by the next one.
+
+Short jobs (a cron task, a pool worker) often end right after their last calls: when those
+calls met an outage that was over by exit time, the spans reach the store then, not wait
+on disk for whichever process next writes to that database.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +27,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import text
 
 import llmlens
-from llmlens.collector.store import open_store
+from llmlens.collector._spool import SpoolSettings, has_segments
+from llmlens.collector.exporter import StoreSpanExporter
+from llmlens.collector.store import dispose_engines, open_store
 
 
 def _call(tracer: Any, i: int) -> None:
@@ -96,20 +111,31 @@ def _spans(n: int, seed: int) -> list[Any]:
     return list(memory.get_finished_spans())
 
 
-def test_spans_the_full_spool_cannot_take_are_counted_logged_exactly_and_persisted_once_the_store_is_back(
-    pg_server_url: str, tmp_path: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    import uuid
-
+@pytest.fixture
+def later_database(pg_server_url: str) -> Iterator[tuple[str, Callable[[], None]]]:
+    """The URL of a PostgreSQL database that does not exist yet (the store is unavailable),
+    and a function that creates it (the store is back). Dropped after the test."""
     import psycopg
 
-    from llmlens.collector._spool import SpoolSettings
-    from llmlens.collector.exporter import StoreSpanExporter
-    from llmlens.collector.queries import Filters, drops_by_cause
-    from llmlens.collector.store import dispose_engines
+    admin = pg_server_url.replace("postgresql+psycopg://", "postgresql://")
+    name = f"later_{uuid.uuid4().hex[:12]}"
 
-    name = f"later_{uuid.uuid4().hex[:12]}"  # a database that does not exist yet: unavailable
-    url = pg_server_url.rsplit("/", 1)[0] + "/" + name
+    def create() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+    yield pg_server_url.rsplit("/", 1)[0] + "/" + name, create
+    dispose_engines()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_spans_the_full_spool_cannot_take_are_counted_logged_exactly_and_persisted_once_the_store_is_back(
+    later_database: tuple[str, Callable[[], None]], tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llmlens.collector.queries import Filters, drops_by_cause
+
+    url, create = later_database
     exporter = StoreSpanExporter(url, spool=SpoolSettings(tmp_path / "spool", max_bytes=20_000),
                                  probe_interval=0.1)
     small, large = _spans(5, seed=1), _spans(300, seed=2)
@@ -118,23 +144,108 @@ def test_spans_the_full_spool_cannot_take_are_counted_logged_exactly_and_persist
         assert exporter.export(large).name == "FAILURE"  # past the spool's limit
         assert not exporter.force_flush()  # something was lost since the last flush
         assert exporter.force_flush()
-        admin = pg_server_url.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            assert _wait_for_rows(url, 5) == 5
-            deadline = time.monotonic() + 30
-            while drops_by_cause(open_store(url).engine, Filters()) == {} and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert drops_by_cause(open_store(url).engine, Filters()) == {"spool_full": 300}
-            assert drops_by_cause(open_store(url).engine, Filters(services=("billing",))) == {"spool_full": 300}
-            exporter.shutdown()
-        finally:
-            dispose_engines()
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        create()
+        assert _wait_for_rows(url, 5) == 5
+        deadline = time.monotonic() + 30
+        while drops_by_cause(open_store(url).engine, Filters()) == {} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert drops_by_cause(open_store(url).engine, Filters()) == {"spool_full": 300}
+        assert drops_by_cause(open_store(url).engine, Filters(services=("billing",))) == {"spool_full": 300}
+        exporter.shutdown()
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("llmlens: dropped 300 spans (spool full)") for m in messages), messages
     assert any("spooled 5 spans during the outage, 5 spooled spans now stored; lost 300 (spool full: 300)" in m
                for m in messages), messages
     assert exporter.drops.totals == {"spool_full": 300}
+
+
+def _spooled(url: str, spool: SpoolSettings, n: int) -> StoreSpanExporter:
+    """An exporter that spooled ``n`` spans, the store being unavailable. Its probe interval
+    is longer than any test: only its shutdown can store them."""
+    exporter = StoreSpanExporter(url, spool=spool, probe_interval=3600)
+    assert exporter.export(_spans(n, seed=3)).name == "SUCCESS"
+    assert exporter.spooled == n and has_segments(spool.directory)
+    return exporter
+
+
+def test_spans_spooled_before_the_store_came_back_are_stored_at_shutdown(
+    later_database: tuple[str, Callable[[], None]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, create = later_database
+    spool = SpoolSettings(tmp_path / "spool")
+    with caplog.at_level(logging.WARNING, logger="llmlens"):
+        exporter = _spooled(url, spool, 40)
+        create()
+        exporter.shutdown()
+    assert open_store(url).count_rows() == 40
+    assert not has_segments(spool.directory)
+    assert exporter.replayed == 40 and exporter.dropped == 0
+    messages = " | ".join(r.getMessage() for r in caplog.records)
+    assert "spooled 40 spans during the outage, 40 spooled spans now stored" in messages, messages
+
+
+def test_spans_of_an_outage_that_outlasts_the_process_stay_spooled_for_the_next_one(
+    later_database: tuple[str, Callable[[], None]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, create = later_database
+    spool = SpoolSettings(tmp_path / "spool")
+    with caplog.at_level(logging.WARNING, logger="llmlens"):
+        exporter = _spooled(url, spool, 40)
+        exporter.shutdown()  # the store is still down
+    assert has_segments(spool.directory) and exporter.dropped == 0
+    messages = " | ".join(r.getMessage() for r in caplog.records)
+    assert f"stored 0 spooled spans at exit; the rest stay in {spool.directory}" in messages, messages
+
+    create()
+    following = StoreSpanExporter(url, spool=spool, probe_interval=0.05)
+    assert following.export(_spans(1, seed=4)).name == "SUCCESS"
+    # Its first batch finds the leftovers and replays them in the background; its
+    # shutdown stores whatever that has not reached yet.
+    following.shutdown()
+    assert open_store(url).count_rows() == 41
+    assert not has_segments(spool.directory)
+
+
+# A short job: configured through the public API, its calls spooled, the store back only
+# once its work is done, and then it exits through llmlens.shutdown().
+_JOB = textwrap.dedent("""
+    import sys
+    from opentelemetry.sdk.trace import TracerProvider
+    import llmlens
+
+    url = sys.argv[1]
+    provider = TracerProvider()
+    llmlens.configure(db_url=url, tracer_provider=provider)
+    tracer = provider.get_tracer("opentelemetry.instrumentation.openai_v2")
+    for i in range(25):
+        with tracer.start_as_current_span("chat gpt-4o-mini", attributes={
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 10 + i,
+            "gen_ai.usage.output_tokens": 3,
+        }):
+            pass
+    assert llmlens.flush(30)  # spooled: the store is unavailable
+    print("spooled", flush=True)
+    sys.stdin.readline()  # until the store is back
+    sys.exit(0 if llmlens.shutdown(30) else 3)
+""")
+
+
+def test_a_short_job_whose_store_comes_back_before_it_exits_leaves_nothing_on_disk(
+    later_database: tuple[str, Callable[[], None]], tmp_path: Path
+) -> None:
+    url, create = later_database
+    env = {**os.environ, "LLMLENS_SPOOL_DIR": str(tmp_path / "spool")}
+    job = subprocess.Popen([sys.executable, "-c", _JOB, url], env=env, text=True,
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert job.stdout is not None
+    line = job.stdout.readline().strip()
+    if line != "spooled":
+        job.kill()
+        raise AssertionError(f"expected 'spooled', got {line!r}: {job.communicate()[1]}")
+    create()
+    _, stderr = job.communicate("\n", timeout=120)
+    assert job.returncode == 0, stderr
+    assert open_store(url).count_rows() == 25, stderr
+    assert not list((tmp_path / "spool").glob("*/*.seg")), stderr
+    assert "25 spooled spans now stored" in stderr, stderr
