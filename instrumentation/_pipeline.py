@@ -147,6 +147,9 @@ class ExportPipeline(SpanProcessor):
         self._urgent = 0  # flushes waiting: export without waiting for a full batch
         self._dropped = dict.fromkeys(CAUSES, 0)
         self._reported = dict.fromkeys(CAUSES, 0)  # what was logged and sent to listeners
+        # One report at a time, from claiming new losses to telling the listeners: a flush
+        # that finds the worker mid-report returns only once the listeners have heard.
+        self._reporting = threading.Lock()
         self._flushed_drops = 0  # total drops at the previous flush
         self._last_report = 0.0
         self._worker: threading.Thread | None = None
@@ -215,24 +218,25 @@ class ExportPipeline(SpanProcessor):
         now = time.monotonic()
         if not force and now - self._last_report < _REPORT_INTERVAL:
             return
-        with self._lock:
-            new = {cause: self._dropped[cause] - self._reported[cause] for cause in CAUSES}
-            self._reported = dict(self._dropped)
-            queued = len(self._queue)
-        if not any(new.values()):
-            return
-        self._last_report = now
-        on_drop = getattr(self.exporter, "on_drop", None)
-        for cause, count in new.items():
-            if count:
-                logger.error("llmlens: dropped %d spans (%s; %d still queued, queue holds %d)",
-                             count, cause, queued, self.max_queue_size)
-                if callable(on_drop):
-                    try:
-                        on_drop(cause, count)
-                    except Exception:
-                        logger.warning("llmlens: the exporter could not count a loss", exc_info=True)
-                _notify(cause, count)
+        with self._reporting:
+            with self._lock:
+                new = {cause: self._dropped[cause] - self._reported[cause] for cause in CAUSES}
+                self._reported = dict(self._dropped)
+                queued = len(self._queue)
+            if not any(new.values()):
+                return
+            self._last_report = now
+            on_drop = getattr(self.exporter, "on_drop", None)
+            for cause, count in new.items():
+                if count:
+                    logger.error("llmlens: dropped %d spans (%s; %d still queued, queue holds %d)",
+                                 count, cause, queued, self.max_queue_size)
+                    if callable(on_drop):
+                        try:
+                            on_drop(cause, count)
+                        except Exception:
+                            logger.warning("llmlens: the exporter could not count a loss", exc_info=True)
+                    _notify(cause, count)
 
     # Flush and shutdown --------------------------------------------------------------------------
     def force_flush(self, timeout_millis: int = 30000) -> bool:

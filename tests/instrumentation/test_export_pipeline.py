@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -95,6 +96,33 @@ def test_an_exporter_that_fails_or_raises_is_counted_logged_and_never_raised(
     assert drops == [("export_failed", 7), ("export_failed", 7)]
     assert any("the exporter failed on 7 spans" in r.getMessage() for r in caplog.records)
     provider.shutdown()
+
+
+def test_a_flush_returns_only_once_a_loss_the_worker_is_reporting_has_reached_the_listeners(
+        provider: TracerProvider) -> None:
+    # The worker reports a failed export right after it; a flush that comes while that
+    # report is still telling the listeners must not return before they have heard.
+    heard: list[tuple[str, int]] = []
+    reporting = threading.Event()
+
+    def slow_listener(cause: str, count: int) -> None:
+        reporting.set()
+        time.sleep(0.5)  # the worker is inside its report meanwhile
+        heard.append((cause, count))
+
+    remove = _pipeline.add_drop_listener(slow_listener)
+    try:
+        failing = GatedExporter(SpanExportResult.FAILURE)
+        failing.gate.set()
+        pipeline = ExportPipeline(failing, schedule_delay=0.01)
+        provider.add_span_processor(pipeline)
+        _spans(provider, 7)
+        assert reporting.wait(10)  # the worker claimed the loss and is telling the listeners
+        assert pipeline.force_flush(10_000) is False
+        assert heard == [("export_failed", 7)]
+    finally:
+        remove()
+        provider.shutdown()
 
 
 def test_flush_and_shutdown_return_at_their_deadline_and_count_what_was_left(
