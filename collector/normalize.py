@@ -289,11 +289,49 @@ def _getter(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, .
 # Every field normalize reads, in the order it unpacks them.
 _ORDER = tuple(_COLUMN)
 
+# Entries per field in _MEMOS before it is emptied: senders name a few dozen models, tasks
+# and versions, but the values come from outside.
+_MAX_MEMO = 4096
+
+
+class _Memo(dict[Any, Any]):
+    """A field's column values by attribute value, for fields that repeat a few values.
+
+    Rows repeat their model, provider, task and prompt version, and a hit here is a
+    C-level lookup where converting is a Python call. Only text (and tuples of text) is
+    remembered: ``True == 1 == 1.0`` would otherwise share one entry. An unhashable value
+    raises ``TypeError``, and normalize converts the span's values without the memos.
+    """
+
+    __slots__ = ("convert",)
+
+    def __init__(self, convert: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.convert = convert
+
+    def __missing__(self, value: Any) -> Any:
+        result = self.convert(value)
+        kind = type(value)
+        if kind is str or (kind is tuple and all(type(item) is str for item in value)):
+            if len(self) >= _MAX_MEMO:
+                self.clear()
+            self[value] = result
+        return result
+
+
+# The fields whose values repeat across rows; ids, keys and counts do not.
+_MEMOS: dict[str, Callable[[Any], Any]] = {
+    field: _Memo(_COLUMN[field]).__getitem__
+    for field in ("request_model", "response_model", "provider", "operation", "task", "prompt_name",
+                  "prompt_version", "finish_reasons", sc.FAILURE_REASON, sc.ERROR_TYPE, sc.PROMPT_HASH)
+}
+
 
 class _Shape:
     """Where a span's facts are, from its attribute names alone (see _MAX_SHAPES)."""
 
-    __slots__ = ("columns", "content", "json", "kept", "kept_values", "layout", "names", "passed", "values")
+    __slots__ = ("columns", "content", "json", "kept", "kept_values", "layout", "memos", "names", "passed",
+                 "values")
 
     def __init__(self, keys: tuple[str, ...]) -> None:
         best: dict[str, tuple[int, str]] = {}
@@ -314,6 +352,7 @@ class _Shape:
         self.names = tuple(best)
         self.values = _getter(tuple(key for _rank, key in best.values()))
         self.columns = tuple(_COLUMN[field] for field in best)
+        self.memos = tuple(_MEMOS.get(field, _COLUMN[field]) for field in best)
         # Column values (one per name, then None) -> every field in _ORDER.
         position = {field: i for i, field in enumerate(best)}
         self.layout = itemgetter(*(position.get(field, len(best)) for field in _ORDER))
@@ -404,7 +443,11 @@ def normalize(
     shape = _SHAPES.get(keys) or _learn(keys)
     values = shape.values(attrs)
     if None not in values and not shape.json:
-        fields = shape.layout((*map(call, shape.columns, values), None))
+        try:
+            converted = (*map(call, shape.memos, values), None)
+        except TypeError:  # an unhashable value (a list) in a remembered field
+            converted = (*map(call, shape.columns, values), None)
+        fields = shape.layout(converted)
         if capture_content and shape.content:
             kept = shape.kept_attributes(attrs, capture_content, redact, max_content_chars)
         else:  # tuples (OTel sequences) encode as JSON arrays as they are
@@ -436,8 +479,9 @@ def normalize(
         total = _int(total_tokens)
         if total is not None and total >= input_tokens:
             output_tokens = total - input_tokens
-    if own_status is None and error_type is None and record.status_code != STATUS_ERROR:
-        status, failure_reason = _status.OK, None  # what _status_of would say, without the call
+    if record.status_code != STATUS_ERROR and (own_status == _status.OK or (own_status is None and error_type is None)):
+        # What _status_of would say, without the call: llmlens says ok, or nothing failed.
+        status, failure_reason = _status.OK, None
     else:
         status, failure_reason, error_type = _status_of(record, own_status, failure_reason, error_type,
                                                         http_status)

@@ -162,3 +162,30 @@ def test_the_table_of_attribute_name_lists_stays_bounded() -> None:
     for i in range(module._MAX_SHAPES + 10):
         assert normalize(_record({"gen_ai.operation.name": "chat", f"app.attribute_{i}": i})) is not None
     assert len(module._SHAPES) <= module._MAX_SHAPES
+
+
+def test_remembered_values_keep_their_type_and_unhashable_ones_are_converted_all_the_same() -> None:
+    def columns(model: Any, finish: Any) -> tuple[Any, Any]:
+        row = normalize(_record({"gen_ai.operation.name": "chat", "gen_ai.request.model": model,
+                                 "gen_ai.response.finish_reasons": finish}))
+        assert row is not None
+        return row["request_model"], row["finish_reason"]
+
+    # 1 == True == 1.0 as keys: each is converted from its own value, never another's.
+    assert columns("gpt-4o", ("end_turn",)) == ("gpt-4o", "stop")
+    assert columns(1, (True,)) == ("1", "true")
+    assert columns(True, (1,)) == ("True", "1")
+    assert columns(1.0, ("max_tokens",)) == ("1.0", "length")
+    # Lists (OTLP arrays decoded by some senders) cannot be remembered.
+    assert columns(["gpt-4o-mini", "x"], ["MAX_TOKENS"]) == ("gpt-4o-mini", "length")
+    assert columns("gpt-4o", ["tool_use"]) == ("gpt-4o", "tool_call")
+
+
+def test_the_remembered_values_stay_bounded() -> None:
+    from llmlens.collector import normalize as module
+
+    for i in range(module._MAX_MEMO + 10):
+        row = normalize(_record({"gen_ai.operation.name": "chat", "gen_ai.request.model": f"model-{i}"}))
+        assert row is not None and row["request_model"] == f"model-{i}"
+    memo = module._MEMOS["request_model"].__self__
+    assert 0 < len(memo) <= module._MAX_MEMO
