@@ -12,7 +12,6 @@ import importlib
 import os
 import socket
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 # Support modules (fake provider, PostgreSQL launcher) are imported by name from tests.
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
-from pgserver import PostgresServer
+from pgserver import Databases, PostgresServer, databases
 
 
 def skip_or_fail(reason: str) -> None:
@@ -49,20 +48,16 @@ def pg_server_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_url(pg_server_url: str) -> Iterator[str]:
+def pg_databases(pg_server_url: str) -> Iterator[Databases]:
+    """Fresh PostgreSQL databases for one test, on the shared server; dropped after it."""
+    with databases(pg_server_url) as made:
+        yield made
+
+
+@pytest.fixture
+def pg_url(pg_databases: Databases) -> str:
     """A fresh, empty PostgreSQL database for one test."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = pg_server_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield pg_server_url.rsplit("/", 1)[0] + "/" + name
-    from llmlens.collector.store import dispose_engines
-
-    dispose_engines()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return pg_databases.new("t")
 
 
 @pytest.fixture

@@ -16,20 +16,20 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from pgserver import Databases
 from sqlalchemy import text
 
 import llmlens
 from llmlens.collector._spool import SpoolSettings, has_segments
 from llmlens.collector.exporter import StoreSpanExporter
-from llmlens.collector.store import dispose_engines, open_store
+from llmlens.collector.store import open_store
 
 
 def _call(tracer: Any, i: int) -> None:
@@ -112,26 +112,15 @@ def _spans(n: int, seed: int) -> list[Any]:
 
 
 @pytest.fixture
-def later_database(pg_server_url: str) -> Iterator[tuple[str, Callable[[], None]]]:
+def later_database(pg_databases: Databases) -> tuple[str, Callable[[], object]]:
     """The URL of a PostgreSQL database that does not exist yet (the store is unavailable),
     and a function that creates it (the store is back). Dropped after the test."""
-    import psycopg
-
-    admin = pg_server_url.replace("postgresql+psycopg://", "postgresql://")
-    name = f"later_{uuid.uuid4().hex[:12]}"
-
-    def create() -> None:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-    yield pg_server_url.rsplit("/", 1)[0] + "/" + name, create
-    dispose_engines()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    name = pg_databases.reserve("later")
+    return pg_databases.url_of(name), lambda: pg_databases.create(name)
 
 
 def test_spans_the_full_spool_cannot_take_are_counted_logged_exactly_and_persisted_once_the_store_is_back(
-    later_database: tuple[str, Callable[[], None]], tmp_path: Any, caplog: pytest.LogCaptureFixture
+    later_database: tuple[str, Callable[[], object]], tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from llmlens.collector.queries import Filters, drops_by_cause
 
@@ -169,7 +158,7 @@ def _spooled(url: str, spool: SpoolSettings, n: int) -> StoreSpanExporter:
 
 
 def test_spans_spooled_before_the_store_came_back_are_stored_at_shutdown(
-    later_database: tuple[str, Callable[[], None]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    later_database: tuple[str, Callable[[], object]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     url, create = later_database
     spool = SpoolSettings(tmp_path / "spool")
@@ -185,7 +174,7 @@ def test_spans_spooled_before_the_store_came_back_are_stored_at_shutdown(
 
 
 def test_spans_of_an_outage_that_outlasts_the_process_stay_spooled_for_the_next_one(
-    later_database: tuple[str, Callable[[], None]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    later_database: tuple[str, Callable[[], object]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     url, create = later_database
     spool = SpoolSettings(tmp_path / "spool")
@@ -232,7 +221,7 @@ _JOB = textwrap.dedent("""
 
 
 def test_a_short_job_whose_store_comes_back_before_it_exits_leaves_nothing_on_disk(
-    later_database: tuple[str, Callable[[], None]], tmp_path: Path
+    later_database: tuple[str, Callable[[], object]], tmp_path: Path
 ) -> None:
     url, create = later_database
     env = {**os.environ, "LLMLENS_SPOOL_DIR": str(tmp_path / "spool")}

@@ -7,11 +7,10 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pgserver import Databases
 
 from llmlens.collector.store import dispose_engines, open_store
 
@@ -56,28 +55,6 @@ def _race(url: str, go: Path) -> list[tuple[int, str]]:
     return [(w.returncode, out) for w, out in zip(workers, outputs, strict=True)]
 
 
-@pytest.fixture
-def new_pg_database(pg_server_url: str) -> Iterator[Callable[[], str]]:
-    """Make fresh, empty PostgreSQL databases on the shared server; dropped after the test."""
-    import psycopg
-
-    admin = pg_server_url.replace("postgresql+psycopg://", "postgresql://")
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"race_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return pg_server_url.rsplit("/", 1)[0] + "/" + name
-
-    yield make
-    dispose_engines()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in made:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def test_four_processes_opening_one_new_sqlite_store_at_once_all_store_every_span(tmp_path: Path) -> None:
     for run in range(RUNS):
         url = f"sqlite:///{tmp_path / f'run{run}' / 'llmlens.db'}"
@@ -90,10 +67,10 @@ def test_four_processes_opening_one_new_sqlite_store_at_once_all_store_every_spa
 
 
 def test_four_processes_opening_one_new_postgresql_store_at_once_all_store_every_span(
-    new_pg_database: Callable[[], str], tmp_path: Path
+    pg_databases: Databases, tmp_path: Path
 ) -> None:
     for run in range(RUNS):
-        url = new_pg_database()
+        url = pg_databases.new("race")
         outcomes = _race(url, tmp_path / f"go{run}")
         assert [code for code, _ in outcomes] == [0] * PROCESSES, outcomes
         # The workers' output tells a lost batch (spooled after a lock wait, say) from a lost row.

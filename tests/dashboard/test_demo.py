@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import pytest
+from pgserver import databases
 
 from llmlens.collector import queries
 from llmlens.collector.queries import Filters
-from llmlens.collector.store import dispose_engines, open_store
+from llmlens.collector.store import open_store
 from llmlens.dashboard import DemoSummary, run_demo
 
 
@@ -37,20 +37,9 @@ def demo_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         url = f"sqlite:///{tmp_path_factory.mktemp('demo') / 'llmlens.db'}"
         yield url, run_demo(url, calls=400, seed=7, days=2.0, end=_END)
         return
-    import psycopg
-
-    server = str(request.getfixturevalue("pg_server_url"))
-    admin = server.replace("postgresql+psycopg://", "postgresql://")
-    name = f"demo_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server.rsplit("/", 1)[0] + "/" + name
-    try:
+    with databases(str(request.getfixturevalue("pg_server_url"))) as made:
+        url = made.new("demo")
         yield url, run_demo(url, calls=400, seed=7, days=2.0, end=_END)
-    finally:
-        dispose_engines()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -12,15 +12,15 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from pgserver import databases
 
 __all__ = ["CollectorProcess", "free_port", "module_collector", "start_collector"]
 
@@ -106,29 +106,17 @@ def module_collector(request: pytest.FixtureRequest,
     dropped afterwards. ``collector.extra["db_url"]`` is the store.
     """
     folder = tmp_path_factory.mktemp("shared-collector")
-    admin = None
-    if request.param == "sqlite":
-        db_url = f"sqlite:///{folder / 'llmlens.db'}"
-    else:
-        import psycopg
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            db_url = f"sqlite:///{folder / 'llmlens.db'}"
+        else:
+            db_url = stack.enter_context(databases(str(request.getfixturevalue("pg_server_url")))).new("m")
+        collector = start_collector(db_url, folder / "collector.log", "--workers", "2", grpc=True)
+        collector.extra["db_url"] = db_url
+        try:
+            yield collector
+        finally:
+            collector.shut_down(20)
+            from llmlens.collector.store import dispose_engines
 
-        server_url = str(request.getfixturevalue("pg_server_url"))
-        name = f"m_{uuid.uuid4().hex[:12]}"
-        admin = server_url.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        db_url = server_url.rsplit("/", 1)[0] + "/" + name
-    collector = start_collector(db_url, folder / "collector.log", "--workers", "2", grpc=True)
-    collector.extra["db_url"] = db_url
-    try:
-        yield collector
-    finally:
-        collector.shut_down(20)
-        from llmlens.collector.store import dispose_engines
-
-        dispose_engines()
-        if admin is not None:
-            import psycopg
-
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+            dispose_engines()

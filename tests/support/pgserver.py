@@ -14,6 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -90,6 +93,62 @@ class PostgresServer:
                     return
             time.sleep(0.1)
         raise TimeoutError("PostgreSQL did not start")
+
+
+class Databases:
+    """Fresh databases on one server for tests, each dropped by :meth:`drop_all`.
+
+    The one place tests create and drop PostgreSQL databases: every store test gets an
+    empty database of its own on the shared server.
+    """
+
+    def __init__(self, server_url: str) -> None:
+        self._admin = server_url.replace("postgresql+psycopg://", "postgresql://")
+        self._base = server_url.rsplit("/", 1)[0]
+        self._names: list[str] = []
+
+    def reserve(self, prefix: str) -> str:
+        """A new database's name, not created yet (:meth:`create`), dropped at the end."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        self._names.append(name)
+        return name
+
+    def url_of(self, name: str) -> str:
+        return f"{self._base}/{name}"
+
+    def create(self, name: str) -> str:
+        """Create a reserved database; return its URL."""
+        import psycopg
+
+        with psycopg.connect(self._admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url_of(name)
+
+    def new(self, prefix: str) -> str:
+        """The URL of a new, empty database."""
+        return self.create(self.reserve(prefix))
+
+    def drop_all(self) -> None:
+        """Drop every database reserved here, closing the store's pooled connections first."""
+        import psycopg
+
+        from llmlens.collector.store import dispose_engines
+
+        dispose_engines()
+        names, self._names = self._names, []
+        with psycopg.connect(self._admin, autocommit=True) as conn:
+            for name in names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def databases(server_url: str) -> Iterator[Databases]:
+    """:class:`Databases` on ``server_url``, all dropped on the way out."""
+    made = Databases(server_url)
+    try:
+        yield made
+    finally:
+        made.drop_all()
 
 
 if __name__ == "__main__":
