@@ -219,6 +219,18 @@ def row_cost(pricer: Pricer, row: Mapping[str, Any]) -> float | None:
     return None
 
 
+def load_price_data() -> None:
+    """Load genai-prices' bundled price data now, not at the first priced row.
+
+    Importing the package and reading its snapshot takes a fraction of a second to over a
+    second. The collector does it before it serves (and before it forks its workers, which
+    then share it), so its first batch is not held up by it.
+    """
+    from genai_prices import data_snapshot
+
+    data_snapshot.get_snapshot()
+
+
 def _lookup(pid: str | None, model: str) -> tuple[Any, Any] | None:
     from genai_prices import data_snapshot
 

@@ -453,6 +453,7 @@ def serve(
 
     import uvicorn
 
+    from llmlens.collector.pricing import load_price_data
     from llmlens.collector.store import dispose_engines, open_store
 
     try:
@@ -469,6 +470,7 @@ def serve(
         store, prepare = open_collector_store(settings)
         if prepare is not None:
             store = None
+        load_price_data()
     except Exception as exc:
         print(f"llmlens collector: {exc}", file=sys.stderr)
         return 1

@@ -138,6 +138,17 @@ def test_an_unreachable_store_with_no_spool_is_one_clear_line_and_a_nonzero_exit
     assert err.startswith("llmlens collector: ") and len(err.splitlines()) == 1
 
 
+def test_the_collector_loads_its_price_data_before_it_says_it_is_ready(
+    sqlite_url: str, run_collector: Callable[..., Any]
+) -> None:
+    # Python's import log, in the collector's output: the price data is imported during
+    # start-up (in the process that then forks its workers), not by the first batch.
+    collector = run_collector(sqlite_url, "--workers", "2", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    started = collector.output()
+    assert "genai_prices.data_snapshot" in started and "genai_prices.data\n" in started
+    assert collector.stop() == 0
+
+
 def test_a_running_collector_refuses_bad_bodies_with_the_right_code_and_keeps_serving(
     db_url: str, run_collector: Callable[..., Any], span_request: Callable[..., Any]
 ) -> None:
