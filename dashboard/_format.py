@@ -54,14 +54,17 @@ def count(value: int | None) -> str:
 
 
 def tokens(value: int | None) -> str:
-    """A token count, abbreviated past ten thousand (1.2M, 35k)."""
+    """A token count, abbreviated past ten thousand (35k, 1.2M, 3.4B)."""
     if value is None:
         return NONE
-    if value >= 1_000_000:
-        return f"{value / 1_000_000:.1f}M"
-    if value >= 10_000:
-        return f"{value / 1000:.0f}k"
-    return f"{value:,}"
+    if value < 10_000:
+        return f"{value:,}"
+    # The unit follows the rounded figure: 999,600 reads 1.0M, never 1000k.
+    if round(value / 1e3) < 1000:
+        return f"{value / 1e3:.0f}k"
+    if round(value / 1e6, 1) < 1000:
+        return f"{value / 1e6:.1f}M"
+    return f"{value / 1e9:,.1f}B"
 
 
 def when(value: datetime | None) -> str:

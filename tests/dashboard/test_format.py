@@ -1,10 +1,10 @@
-"""How money reads on the dashboard: short enough for a KPI in a row of six, never a false zero."""
+"""How money and tokens read on the dashboard: short enough for a KPI in a row of six, never a false zero."""
 
 from __future__ import annotations
 
 import pytest
 
-from llmlens.dashboard._format import NONE, usd
+from llmlens.dashboard._format import NONE, tokens, usd
 
 
 @pytest.mark.parametrize(("value", "shown"), [
@@ -32,3 +32,12 @@ def test_money_fits_in_eight_characters_where_a_kpi_shows_it(value: float) -> No
 
 def test_an_unknown_cost_reads_as_a_dash_not_as_free() -> None:
     assert usd(None) == NONE
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (0, "0"), (9_999, "9,999"), (10_000, "10k"), (35_400, "35k"), (999_499, "999k"), (999_600, "1.0M"),
+    (1_240_000, "1.2M"), (999_940_000, "999.9M"), (999_960_000, "1.0B"), (3_400_000_000, "3.4B"),
+    (12_345_000_000_000, "12,345.0B"),
+])
+def test_token_counts_abbreviate_in_the_unit_their_rounded_figure_needs(value: int, shown: str) -> None:
+    assert tokens(value) == shown
