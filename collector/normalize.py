@@ -292,15 +292,18 @@ _ORDER = tuple(_COLUMN)
 # Entries per field in _MEMOS before it is emptied: senders name a few dozen models, tasks
 # and versions, but the values come from outside.
 _MAX_MEMO = 4096
+# Longer values are converted each time, never kept: a sender's long or ever-new values
+# must not make the memos hold megabytes (columns keep at most 255 characters anyway).
+_MEMO_MAX_CHARS = 256
 
 
 class _Memo(dict[Any, Any]):
     """A field's column values by attribute value, for fields that repeat a few values.
 
     Rows repeat their model, provider, task and prompt version, and a hit here is a
-    C-level lookup where converting is a Python call. Only text (and tuples of text) is
-    remembered: ``True == 1 == 1.0`` would otherwise share one entry. An unhashable value
-    raises ``TypeError``, and normalize converts the span's values without the memos.
+    C-level lookup where converting is a Python call. Only short text (and short tuples of
+    it) is remembered: ``True == 1 == 1.0`` would otherwise share one entry. An unhashable
+    value raises ``TypeError``, and normalize converts the span's values without the memos.
     """
 
     __slots__ = ("convert",)
@@ -312,7 +315,10 @@ class _Memo(dict[Any, Any]):
     def __missing__(self, value: Any) -> Any:
         result = self.convert(value)
         kind = type(value)
-        if kind is str or (kind is tuple and all(type(item) is str for item in value)):
+        if (kind is str and len(value) <= _MEMO_MAX_CHARS) or (
+            kind is tuple and len(value) <= 8
+            and all(type(item) is str and len(item) <= _MEMO_MAX_CHARS for item in value)
+        ):
             if len(self) >= _MAX_MEMO:
                 self.clear()
             self[value] = result

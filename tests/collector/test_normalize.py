@@ -189,3 +189,11 @@ def test_the_remembered_values_stay_bounded() -> None:
         assert row is not None and row["request_model"] == f"model-{i}"
     memo = module._MEMOS["request_model"].__self__
     assert 0 < len(memo) <= module._MAX_MEMO
+    # Long values are converted, not kept: a sender cannot fill the memos with megabytes.
+    memo.clear()
+    long_model = "m" * 100_000
+    for value in (long_model, ("stop",) * 100):
+        row = normalize(_record({"gen_ai.operation.name": "chat", "gen_ai.request.model": value,
+                                 "gen_ai.response.finish_reasons": value}))
+        assert row is not None and row["request_model"] == (value[:255] if isinstance(value, str) else "stop")
+    assert len(memo) == 0 and long_model not in module._MEMOS["finish_reasons"].__self__
