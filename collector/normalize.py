@@ -295,6 +295,7 @@ _MAX_MEMO = 4096
 # Longer values are converted each time, never kept: a sender's long or ever-new values
 # must not make the memos hold megabytes (columns keep at most 255 characters anyway).
 _MEMO_MAX_CHARS = 256
+_MEMO_MAX_ITEMS = 8  # of a tuple (finish reasons)
 
 
 class _Memo(dict[Any, Any]):
@@ -316,7 +317,7 @@ class _Memo(dict[Any, Any]):
         result = self.convert(value)
         kind = type(value)
         if (kind is str and len(value) <= _MEMO_MAX_CHARS) or (
-            kind is tuple and len(value) <= 8
+            kind is tuple and len(value) <= _MEMO_MAX_ITEMS
             and all(type(item) is str and len(item) <= _MEMO_MAX_CHARS for item in value)
         ):
             if len(self) >= _MAX_MEMO:

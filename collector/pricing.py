@@ -36,7 +36,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported when first needed: loading the price data takes a while
+    from genai_prices.data_snapshot import DataSnapshot
 
 logger = logging.getLogger("llmlens")
 
@@ -226,15 +229,17 @@ def load_price_data() -> None:
     second. The collector does it before it serves (and before it forks its workers, which
     then share it), so its first batch is not held up by it.
     """
+    _snapshot()
+
+
+def _snapshot() -> DataSnapshot:
     from genai_prices import data_snapshot
 
-    data_snapshot.get_snapshot()
+    return data_snapshot.get_snapshot()
 
 
 def _lookup(pid: str | None, model: str) -> tuple[Any, Any] | None:
-    from genai_prices import data_snapshot
-
-    snapshot = data_snapshot.get_snapshot()
+    snapshot = _snapshot()
     attempts = [pid, None] if pid else [None]
     for candidate in attempts:
         try:

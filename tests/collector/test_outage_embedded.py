@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from opentelemetry.sdk.resources import Resource
@@ -90,7 +90,7 @@ def test_a_ten_second_postgresql_outage_under_the_embedded_exporter_loses_and_du
     with open_store(url).engine.connect() as conn:
         distinct = conn.execute(text("SELECT count(DISTINCT (trace_id, span_id)) FROM llm_spans")).scalar()
     assert distinct == made
-    messages = " | ".join(r.getMessage() for r in caplog.records)
+    messages = " | ".join(caplog.messages)
     assert "the store is unavailable" in messages
     recovered = re.search(r"spooled (\d+) spans during the outage, (\d+) spooled spans now stored", messages)
     assert recovered is not None, messages
@@ -141,48 +141,55 @@ def test_spans_the_full_spool_cannot_take_are_counted_logged_exactly_and_persist
         assert drops_by_cause(open_store(url).engine, Filters()) == {"spool_full": 300}
         assert drops_by_cause(open_store(url).engine, Filters(services=("billing",))) == {"spool_full": 300}
         exporter.shutdown()
-    messages = [r.getMessage() for r in caplog.records]
+    messages = caplog.messages
     assert any(m.startswith("llmlens: dropped 300 spans (spool full)") for m in messages), messages
     assert any("spooled 5 spans during the outage, 5 spooled spans now stored; lost 300 (spool full: 300)" in m
                for m in messages), messages
     assert exporter.drops.totals == {"spool_full": 300}
 
 
-def _spooled(url: str, spool: SpoolSettings, n: int) -> StoreSpanExporter:
-    """An exporter that spooled ``n`` spans, the store being unavailable. Its probe interval
-    is longer than any test: only its shutdown can store them."""
+class _Spooled(NamedTuple):
+    exporter: StoreSpanExporter
+    spool: SpoolSettings
+    url: str
+    create: Callable[[], object]
+
+
+@pytest.fixture
+def spooled(later_database: tuple[str, Callable[[], object]], tmp_path: Path,
+            caplog: pytest.LogCaptureFixture) -> _Spooled:
+    """An exporter that spooled 40 spans, the store being unavailable (``create`` brings it
+    back), with llmlens' warnings captured. Its probe interval is longer than any test:
+    only its shutdown can store them."""
+    caplog.set_level(logging.WARNING, logger="llmlens")
+    url, create = later_database
+    spool = SpoolSettings(tmp_path / "spool")
     exporter = StoreSpanExporter(url, spool=spool, probe_interval=3600)
-    assert exporter.export(_spans(n, seed=3)).name == "SUCCESS"
-    assert exporter.spooled == n and has_segments(spool.directory)
-    return exporter
+    assert exporter.export(_spans(40, seed=3)).name == "SUCCESS"
+    assert exporter.spooled == 40 and has_segments(spool.directory)
+    return _Spooled(exporter, spool, url, create)
 
 
 def test_spans_spooled_before_the_store_came_back_are_stored_at_shutdown(
-    later_database: tuple[str, Callable[[], object]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    spooled: _Spooled, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url, create = later_database
-    spool = SpoolSettings(tmp_path / "spool")
-    with caplog.at_level(logging.WARNING, logger="llmlens"):
-        exporter = _spooled(url, spool, 40)
-        create()
-        exporter.shutdown()
+    exporter, spool, url, create = spooled
+    create()
+    exporter.shutdown()
     assert open_store(url).count_rows() == 40
     assert not has_segments(spool.directory)
     assert exporter.replayed == 40 and exporter.dropped == 0
-    messages = " | ".join(r.getMessage() for r in caplog.records)
+    messages = " | ".join(caplog.messages)
     assert "spooled 40 spans during the outage, 40 spooled spans now stored" in messages, messages
 
 
 def test_spans_of_an_outage_that_outlasts_the_process_stay_spooled_for_the_next_one(
-    later_database: tuple[str, Callable[[], object]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    spooled: _Spooled, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url, create = later_database
-    spool = SpoolSettings(tmp_path / "spool")
-    with caplog.at_level(logging.WARNING, logger="llmlens"):
-        exporter = _spooled(url, spool, 40)
-        exporter.shutdown()  # the store is still down
+    exporter, spool, url, create = spooled
+    exporter.shutdown()  # the store is still down
     assert has_segments(spool.directory) and exporter.dropped == 0
-    messages = " | ".join(r.getMessage() for r in caplog.records)
+    messages = " | ".join(caplog.messages)
     assert f"stored 0 spooled spans at exit; the rest stay in {spool.directory}" in messages, messages
 
     create()
